@@ -1,0 +1,498 @@
+//! The one TOML config file and its `GITFLOCK_<SECTION>_<KEY>` environment overrides.
+//!
+//! Every key is declared once in [`KEYS`]; the file may hold only those keys, and each value is
+//! checked against its kind, so a bad config is one line naming the key (the binaries exit 2).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A bad config: one line, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("config: {0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+    /// A list of strings; in the environment, comma-separated.
+    List,
+}
+
+/// Every known key: section, key, kind.
+const KEYS: &[(&str, &str, Kind)] = &[
+    ("node", "name", Kind::Str),
+    ("node", "data_dir", Kind::Str),
+    ("node", "grpc_listen", Kind::Str),
+    ("node", "advertise", Kind::Str),
+    ("node", "concurrency", Kind::Int),
+    ("node", "task_timeout_secs", Kind::Int),
+    ("node", "max_attempts", Kind::Int),
+    ("node", "metrics_listen", Kind::Str),
+    ("redis", "url", Kind::Str),
+    ("redis", "prefix", Kind::Str),
+    ("cluster", "token", Kind::Str),
+    ("cluster", "heartbeat_ms", Kind::Int),
+    ("cluster", "dead_after_ms", Kind::Int),
+    ("cluster", "lease_ms", Kind::Int),
+    ("mirror", "interval_secs", Kind::Int),
+    ("mirror", "list_url", Kind::Str),
+    ("mirror", "list_refresh_secs", Kind::Int),
+    ("mirror", "allow_file_urls", Kind::Bool),
+    ("chain", "remote", Kind::Str),
+    ("chain", "branch", Kind::Str),
+    ("chain", "block_interval_secs", Kind::Int),
+    ("web", "listen", Kind::Str),
+    ("web", "nodes", Kind::List),
+    ("web", "password", Kind::Str),
+    ("web", "password_hash", Kind::Str),
+    ("web", "session_secs", Kind::Int),
+];
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub grpc_listen: SocketAddr,
+    /// The address other nodes and clients dial to reach this node.
+    pub advertise: String,
+    /// Tasks run at once; 0 makes a node that serves the API (and may be master) but runs none.
+    pub concurrency: usize,
+    pub task_timeout: Duration,
+    pub max_attempts: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    pub url: String,
+    pub prefix: String,
+}
+
+#[derive(Clone)]
+pub struct ClusterConfig {
+    pub token: String,
+    pub heartbeat: Duration,
+    pub dead_after: Duration,
+    pub lease: Duration,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    // The token is a secret: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("token", &"<redacted>")
+            .field("heartbeat", &self.heartbeat)
+            .field("dead_after", &self.dead_after)
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub redis: RedisConfig,
+    pub cluster: ClusterConfig,
+    /// Keys of sections whose features land in later issues (mirror, chain, web), kept
+    /// validated so a config written for the whole product loads today.
+    pub extra: BTreeMap<String, toml::Value>,
+}
+
+/// The raw key/value view: file values, then environment overrides on top.
+struct Raw {
+    values: BTreeMap<(String, String), toml::Value>,
+}
+
+impl Raw {
+    fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Raw, ConfigError> {
+        let mut values = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                let msg = e.message().to_string();
+                ConfigError(format!("{}: {}", path.display(), msg.trim()))
+            })?;
+            for (section, body) in table {
+                let toml::Value::Table(body) = body else {
+                    return Err(ConfigError(format!("[{section}] must be a section")));
+                };
+                for (key, value) in body {
+                    let Some(kind) = kind_of(&section, &key) else {
+                        return Err(ConfigError(format!("unknown key [{section}] {key}")));
+                    };
+                    check_kind(&section, &key, kind, &value)?;
+                    values.insert((section.clone(), key), value);
+                }
+            }
+        }
+        for &(section, key, kind) in KEYS {
+            let var = format!("GITFLOCK_{}_{}", section.to_uppercase(), key.to_uppercase());
+            let Some(text) = env(&var) else { continue };
+            let value = match kind {
+                Kind::Str => toml::Value::String(text),
+                Kind::Int => toml::Value::Integer(text.trim().parse().map_err(|_| {
+                    ConfigError(format!(
+                        "[{section}] {key} (from {var}): expected an integer, got {text:?}"
+                    ))
+                })?),
+                Kind::Bool => toml::Value::Boolean(match text.trim() {
+                    "1" | "true" | "yes" | "on" => true,
+                    "0" | "false" | "no" | "off" | "" => false,
+                    _ => {
+                        return Err(ConfigError(format!(
+                            "[{section}] {key} (from {var}): expected true or false, got {text:?}"
+                        )));
+                    }
+                }),
+                Kind::List => toml::Value::Array(
+                    text.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_string()))
+                        .collect(),
+                ),
+            };
+            values.insert((section.to_string(), key.to_string()), value);
+        }
+        Ok(Raw { values })
+    }
+
+    fn get(&self, section: &str, key: &str) -> Option<&toml::Value> {
+        self.values.get(&(section.to_string(), key.to_string()))
+    }
+
+    fn str(&self, section: &str, key: &str) -> Option<String> {
+        self.get(section, key)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    }
+
+    /// An integer in `[min, max]`, or the default.
+    fn int(
+        &self,
+        section: &str,
+        key: &str,
+        default: i64,
+        min: i64,
+        max: i64,
+    ) -> Result<i64, ConfigError> {
+        let Some(v) = self.get(section, key).and_then(|v| v.as_integer()) else {
+            return Ok(default);
+        };
+        if v < min || v > max {
+            return Err(ConfigError(format!(
+                "[{section}] {key}: {v} is out of range {min}..={max}"
+            )));
+        }
+        Ok(v)
+    }
+}
+
+fn kind_of(section: &str, key: &str) -> Option<Kind> {
+    KEYS.iter()
+        .find(|(s, k, _)| *s == section && *k == key)
+        .map(|(_, _, kind)| *kind)
+}
+
+fn check_kind(
+    section: &str,
+    key: &str,
+    kind: Kind,
+    value: &toml::Value,
+) -> Result<(), ConfigError> {
+    let ok = match kind {
+        Kind::Str => value.is_str(),
+        Kind::Int => value.is_integer(),
+        Kind::Bool => value.is_bool(),
+        Kind::List => value
+            .as_array()
+            .is_some_and(|a| a.iter().all(|v| v.is_str())),
+    };
+    if ok {
+        return Ok(());
+    }
+    let want = match kind {
+        Kind::Str => "a string",
+        Kind::Int => "an integer",
+        Kind::Bool => "true or false",
+        Kind::List => "a list of strings",
+    };
+    Err(ConfigError(format!(
+        "[{section}] {key}: expected {want}, got {value}"
+    )))
+}
+
+/// The default node name: the host name, made safe as a node name.
+pub fn default_node_name() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let name: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "node".to_string()
+    } else {
+        name
+    }
+}
+
+/// Node names become Redis keys, channel names, directory names and branch names.
+pub fn check_node_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err("may hold only letters, digits, '-', '_' and '.'".into());
+    }
+    if name.starts_with(['.', '-']) {
+        return Err("must not start with '.' or '-'".into());
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Loads the file (if any) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with(file, &|k| std::env::var(k).ok())
+    }
+
+    /// Loads with an injected environment (tests).
+    pub fn load_with(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw = Raw::load(file, env)?;
+
+        let name = raw.str("node", "name").unwrap_or_else(default_node_name);
+        check_node_name(&name).map_err(|e| ConfigError(format!("[node] name {name:?}: {e}")))?;
+        let data_dir = raw
+            .str("node", "data_dir")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("./data").join(&name));
+        let listen_text = raw
+            .str("node", "grpc_listen")
+            .unwrap_or_else(|| "127.0.0.1:6666".into());
+        let grpc_listen: SocketAddr = listen_text.parse().map_err(|_| {
+            ConfigError(format!(
+                "[node] grpc_listen: {listen_text:?} is not an address like 127.0.0.1:6666"
+            ))
+        })?;
+        let advertise = raw
+            .str("node", "advertise")
+            .unwrap_or_else(|| listen_text.clone());
+        if advertise.is_empty()
+            || advertise.len() > 256
+            || advertise.chars().any(char::is_whitespace)
+        {
+            return Err(ConfigError(format!(
+                "[node] advertise: {advertise:?} is not an address"
+            )));
+        }
+        let concurrency = raw.int("node", "concurrency", 16, 0, 4096)? as usize;
+        let task_timeout =
+            Duration::from_secs(raw.int("node", "task_timeout_secs", 3600, 1, 7 * 86400)? as u64);
+        let max_attempts = raw.int("node", "max_attempts", 3, 1, 100)? as u32;
+
+        let url = raw
+            .str("redis", "url")
+            .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into());
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("unix://"))
+        {
+            return Err(ConfigError(
+                "[redis] url: must start with redis://, rediss:// or unix://".to_string(),
+            ));
+        }
+        let prefix = raw
+            .str("redis", "prefix")
+            .unwrap_or_else(|| "gitflock".into());
+        if prefix.is_empty()
+            || prefix.len() > 64
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ConfigError(format!(
+                "[redis] prefix {prefix:?}: 1 to 64 letters, digits, '-', '_' or '.'"
+            )));
+        }
+
+        let token = raw.str("cluster", "token").unwrap_or_default();
+        if token.is_empty() {
+            return Err(ConfigError(
+                "[cluster] token is required (set it in the file or GITFLOCK_CLUSTER_TOKEN)".into(),
+            ));
+        }
+        if token.len() < 16 {
+            return Err(ConfigError(
+                "[cluster] token: must be at least 16 characters".into(),
+            ));
+        }
+        let heartbeat = raw.int("cluster", "heartbeat_ms", 500, 50, 60_000)?;
+        let dead_after = raw.int("cluster", "dead_after_ms", 2000, 100, 600_000)?;
+        let lease = raw.int("cluster", "lease_ms", 2000, 100, 600_000)?;
+        if dead_after < 2 * heartbeat {
+            return Err(ConfigError(format!(
+                "[cluster] dead_after_ms: {dead_after} must be at least twice heartbeat_ms ({heartbeat})"
+            )));
+        }
+        if lease < 2 * heartbeat {
+            return Err(ConfigError(format!(
+                "[cluster] lease_ms: {lease} must be at least twice heartbeat_ms ({heartbeat})"
+            )));
+        }
+
+        let extra = raw
+            .values
+            .iter()
+            .filter(|((s, _), _)| !matches!(s.as_str(), "node" | "redis" | "cluster"))
+            .map(|((s, k), v)| (format!("{s}.{k}"), v.clone()))
+            .collect();
+
+        Ok(Config {
+            node: NodeConfig {
+                name,
+                data_dir,
+                grpc_listen,
+                advertise,
+                concurrency,
+                task_timeout,
+                max_attempts,
+            },
+            redis: RedisConfig { url, prefix },
+            cluster: ClusterConfig {
+                token,
+                heartbeat: Duration::from_millis(heartbeat as u64),
+                dead_after: Duration::from_millis(dead_after as u64),
+                lease: Duration::from_millis(lease as u64),
+            },
+            extra,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gitflock.toml");
+        std::fs::write(&path, text).unwrap();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_with(Some(&path), &|k| env.get(k).cloned())
+    }
+
+    const TOKEN: &str = "[cluster]\ntoken = \"0123456789abcdef\"\n";
+
+    #[test]
+    fn defaults_follow_the_product_contract() {
+        let c = load(TOKEN, &[("GITFLOCK_NODE_NAME", "n1")]).unwrap();
+        assert_eq!(c.node.grpc_listen.to_string(), "127.0.0.1:6666");
+        assert_eq!(c.node.advertise, "127.0.0.1:6666");
+        assert_eq!(c.node.data_dir, PathBuf::from("./data/n1"));
+        assert_eq!(c.redis.url, "redis://127.0.0.1:6379/0");
+        assert_eq!(c.redis.prefix, "gitflock");
+        assert_eq!(c.cluster.heartbeat, Duration::from_millis(500));
+        assert_eq!(c.cluster.dead_after, Duration::from_millis(2000));
+        assert_eq!(c.cluster.lease, Duration::from_millis(2000));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = load(
+            &format!("{TOKEN}[node]\nname = \"a\"\nconcurrency = 4\n"),
+            &[
+                ("GITFLOCK_NODE_CONCURRENCY", "9"),
+                ("GITFLOCK_REDIS_PREFIX", "other"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.node.name, "a");
+        assert_eq!(c.node.concurrency, 9);
+        assert_eq!(c.redis.prefix, "other");
+    }
+
+    #[test]
+    fn later_sections_are_accepted_and_checked() {
+        let c = load(&format!("{TOKEN}[mirror]\nallow_file_urls = true\n"), &[]).unwrap();
+        assert_eq!(
+            c.extra.get("mirror.allow_file_urls"),
+            Some(&toml::Value::Boolean(true))
+        );
+        let e = load(&format!("{TOKEN}[web]\nnodes = \"x\"\n"), &[]).unwrap_err();
+        assert!(e.to_string().contains("[web] nodes"), "{e}");
+    }
+
+    #[test]
+    fn bad_configs_name_the_key_in_one_line() {
+        for (text, env, key) in [
+            (
+                format!("{TOKEN}[node]\nconcurrency = \"many\"\n"),
+                vec![],
+                "[node] concurrency",
+            ),
+            (
+                format!("{TOKEN}[node]\nbogus = 1\n"),
+                vec![],
+                "[node] bogus",
+            ),
+            (
+                TOKEN.to_string(),
+                vec![("GITFLOCK_NODE_CONCURRENCY", "x")],
+                "[node] concurrency",
+            ),
+            (
+                TOKEN.to_string(),
+                vec![("GITFLOCK_NODE_GRPC_LISTEN", "nope")],
+                "[node] grpc_listen",
+            ),
+            (
+                TOKEN.to_string(),
+                vec![("GITFLOCK_NODE_NAME", "../x")],
+                "[node] name",
+            ),
+            (String::new(), vec![], "[cluster] token"),
+            (
+                TOKEN.to_string(),
+                vec![("GITFLOCK_CLUSTER_HEARTBEAT_MS", "5")],
+                "[cluster] heartbeat_ms",
+            ),
+            (
+                TOKEN.to_string(),
+                vec![("GITFLOCK_REDIS_URL", "http://x")],
+                "[redis] url",
+            ),
+            ("[node\n".to_string(), vec![], "gitflock.toml"),
+        ] {
+            let e = load(&text, &env).unwrap_err().to_string();
+            assert!(e.contains(key), "{e:?} should name {key}");
+            assert!(!e.contains('\n'), "{e:?} should be one line");
+        }
+    }
+
+    #[test]
+    fn the_token_is_never_printed() {
+        let c = load(TOKEN, &[]).unwrap();
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+}

@@ -1,0 +1,26 @@
+//! gitflock: a master/slave task cluster coordinated through Redis.
+//!
+//! The data flow, one module per arrow:
+//! gRPC request ([`service`]) → [`store`] (Redis, the only module that talks to it) →
+//! [`dispatch`] (the master, under the [`lease`]) → node inbox → [`worker`] → [`runner`]
+//! (echo, sleep, …) → result → [`store`] → watchers ([`changes`]).
+//!
+//! - [`config`]: the TOML file and `GITFLOCK_<SECTION>_<KEY>` overrides.
+//! - [`task`]: states, limits, validation, the JSON form.
+//! - [`membership`]: presence heartbeats and node states; [`listener`]: pub/sub wake-ups.
+//! - [`node`]: the daemon's wiring and ordered shutdown; [`cli`]: the `gitflock` commands,
+//!   with [`cli::dev`], a whole local cluster in one command.
+
+pub mod changes;
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod lease;
+pub mod listener;
+pub mod membership;
+pub mod node;
+pub mod runner;
+pub mod service;
+pub mod store;
+pub mod task;
+pub mod worker;

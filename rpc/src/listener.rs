@@ -1,0 +1,96 @@
+//! The wake-up listener: subscribes to this node's channel (`P:node:<name>`) and the cluster's
+//! `P:Public` channel and turns messages into wake-ups. Pub/sub only ever wakes: the work itself
+//! is in durable Redis structures, so a message lost while disconnected costs only the delay
+//! until the next poll, and after every (re)subscription everything is woken to re-read state.
+
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::Dispatcher;
+use crate::lease::Lease;
+use crate::store::Store;
+use crate::worker::Worker;
+
+pub struct Listener {
+    pub store: Store,
+    pub node: String,
+    pub worker: Arc<Worker>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub lease: Arc<Lease>,
+}
+
+impl Listener {
+    fn wake_all(&self) {
+        self.worker.wake.notify_one();
+        self.dispatcher.wake.notify_one();
+        self.lease.poke();
+    }
+
+    fn route(&self, channel: &str, payload: &str) {
+        if channel == self.store.keys().public_channel() {
+            // 2: a vote or new-master announcement (here: a release); look at the lease now.
+            if payload.starts_with("2:") {
+                self.lease.poke();
+            }
+            return;
+        }
+        match payload {
+            "inbox" => self.worker.wake.notify_one(),
+            "due" => self.dispatcher.wake.notify_one(),
+            p => {
+                if let Some(id) = p.strip_prefix("kill ") {
+                    self.worker.kill(id);
+                }
+            }
+        }
+    }
+
+    pub async fn run(self, stop: CancellationToken) {
+        let own = self.store.keys().node_channel(&self.node);
+        let public = self.store.keys().public_channel();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let subscribed = async {
+                let mut ps = self.store.pubsub().await?;
+                ps.subscribe(&own).await?;
+                ps.subscribe(&public).await?;
+                Ok::<_, crate::store::StoreError>(ps)
+            };
+            let mut ps = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = subscribed => match r {
+                    Ok(ps) => ps,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot subscribe to wake-ups; polling meanwhile");
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                        continue;
+                    }
+                },
+            };
+            delay = Duration::from_millis(100);
+            self.wake_all();
+            let mut messages = ps.on_message();
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    m = messages.next() => match m {
+                        Some(m) => {
+                            let payload: String = m.get_payload().unwrap_or_default();
+                            self.route(m.get_channel_name(), &payload);
+                        }
+                        None => {
+                            tracing::warn!("wake-up subscription lost; resubscribing");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The node daemon: wires the store, lease, dispatcher, worker, presence, listener and gRPC
+//! server together, and shuts them down in order.
+//!
+//! Shutdown (SIGTERM or SIGINT): stop claiming and hand the unclaimed inbox back; let running
+//! tasks finish for the grace period, then hand the rest back; record every result; resign
+//! mastership (announced on the Public channel so another node takes over at once); stop the
+//! gRPC server; exit 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::changes::ChangeHub;
+use crate::config::Config;
+use crate::dispatch::Dispatcher;
+use crate::lease::Lease;
+use crate::listener::Listener;
+use crate::membership::Presence;
+use crate::runner::Registry;
+use crate::service::{Auth, NodeService, TaskService};
+use crate::store::Store;
+use crate::worker::Worker;
+use gitflock_proto::v1::{nodes_server::NodesServer, tasks_server::TasksServer};
+
+/// How long running tasks may take to finish at shutdown before they are handed back.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Connects to Redis, retrying until it answers or `stop` fires.
+async fn connect(config: &Config, stop: &CancellationToken) -> Option<Store> {
+    let mut delay = Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        match Store::connect(&config.redis.url, &config.redis.prefix).await {
+            Ok(s) => match s.ping().await {
+                Ok(()) => return Some(s),
+                Err(e) if !warned => {
+                    tracing::warn!(error = %e, "redis does not answer yet; retrying");
+                    warned = true;
+                }
+                Err(_) => {}
+            },
+            Err(e) if !warned => {
+                tracing::warn!(error = %e, "cannot connect to redis yet; retrying");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let name = config.node.name.clone();
+    std::fs::create_dir_all(&config.node.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create data dir {}: {e}",
+            config.node.data_dir.display()
+        )
+    })?;
+
+    // Bind first: a taken port is a startup error, not a later surprise.
+    let listener = tokio::net::TcpListener::bind(config.node.grpc_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.node.grpc_listen))?;
+
+    let stop = CancellationToken::new();
+    let signalled = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        signalled.cancel();
+    });
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_not_serving::<TasksServer<TaskService>>()
+        .await;
+    health_reporter
+        .set_not_serving::<NodesServer<NodeService>>()
+        .await;
+
+    let Some(store) = connect(&config, &stop).await else {
+        return Ok(());
+    };
+    tracing::info!(node = %name, prefix = %config.redis.prefix, "connected to redis");
+
+    let registry = Registry::new();
+    let lease = Lease::new(
+        store.clone(),
+        &name,
+        config.cluster.lease,
+        config.cluster.heartbeat,
+    );
+    let (worker, reports) = Worker::new(
+        store.clone(),
+        &name,
+        registry.clone(),
+        config.node.concurrency,
+    );
+    let dispatcher = Dispatcher::new(store.clone(), lease.clone(), config.cluster.dead_after);
+    let hub = ChangeHub::new(store.clone());
+
+    // What this node had in flight when it last stopped goes back to its inbox.
+    let (requeued, ended) = store.recover(&name).await?;
+    if requeued + ended > 0 {
+        tracing::info!(
+            requeued,
+            ended,
+            "recovered tasks in flight from the last run"
+        );
+    }
+    let presence = Presence {
+        store: store.clone(),
+        node: name.clone(),
+        addr: config.node.advertise.clone(),
+        heartbeat: config.cluster.heartbeat,
+        worker: worker.clone(),
+        lease: lease.clone(),
+        leaving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    };
+    let leaving = presence.leaving.clone();
+    presence.beat().await?;
+
+    // Background loops. `claims` stops first at shutdown; `background` after the runs ended.
+    let claims = CancellationToken::new();
+    let background = CancellationToken::new();
+    let reports_done = CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    tracker.spawn(lease.clone().run(background.clone()));
+    tracker.spawn(presence.run(background.clone()));
+    tracker.spawn(dispatcher.clone().run(background.clone()));
+    tracker.spawn(worker.clone().claim_loop(claims.clone()));
+    tracker.spawn(Worker::report_loop(
+        store.clone(),
+        name.clone(),
+        reports,
+        reports_done.clone(),
+    ));
+    tracker.spawn(
+        Listener {
+            store: store.clone(),
+            node: name.clone(),
+            worker: worker.clone(),
+            dispatcher: dispatcher.clone(),
+            lease: lease.clone(),
+        }
+        .run(background.clone()),
+    );
+    tracker.close();
+
+    let auth = Auth::new(&config.cluster.token);
+    let tasks = TaskService {
+        store: store.clone(),
+        registry,
+        hub,
+        default_max_attempts: config.node.max_attempts,
+        default_timeout_secs: config.node.task_timeout.as_secs(),
+    };
+    let nodes = NodeService {
+        store: store.clone(),
+        lease: lease.clone(),
+        config: config.clone(),
+    };
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(gitflock_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    health_reporter
+        .set_serving::<TasksServer<TaskService>>()
+        .await;
+    health_reporter
+        .set_serving::<NodesServer<NodeService>>()
+        .await;
+
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn({
+        let server_stop = server_stop.clone();
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(TasksServer::with_interceptor(tasks, auth.clone()))
+            .add_service(NodesServer::with_interceptor(nodes, auth))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async move { server_stop.cancelled().await },
+            )
+    });
+    tracing::info!(
+        node = %name,
+        listen = %config.node.grpc_listen,
+        advertise = %config.node.advertise,
+        concurrency = config.node.concurrency,
+        "node ready"
+    );
+
+    stop.cancelled().await;
+
+    // 1. No new claims; what is not claimed goes back to the master.
+    claims.cancel();
+    leaving.store(true, std::sync::atomic::Ordering::SeqCst);
+    match store.handback(&name).await {
+        Ok(n) if n > 0 => tracing::info!(count = n, "handed back unclaimed tasks"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not hand back the inbox"),
+    }
+    // 2. Let runs finish, then hand back the rest; record every result.
+    worker.drain(SHUTDOWN_GRACE).await;
+    reports_done.cancel();
+    // 3. Mastership goes at once to another node.
+    lease.resign().await;
+    background.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await;
+    health_reporter
+        .set_not_serving::<TasksServer<TaskService>>()
+        .await;
+    server_stop.cancel();
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server"),
+        Err(_) => tracing::warn!("grpc server did not stop in time"),
+        _ => {}
+    }
+    tracing::info!(node = %name, "stopped");
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! Task runners: one small trait, one file per task type, one registry.
+//!
+//! Adding a type means a file here plus one line in [`Registry::new`]. A runner validates its
+//! target when the task is created (so a bad target is INVALID_ARGUMENT, not a failed run) and
+//! runs it with a cancellation token that fires on kill, timeout or shutdown. Blocking work
+//! (git) must go to `spawn_blocking` inside `run`, never onto the async workers.
+
+mod echo;
+mod sleep;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What a run produced: the output text, or the error text.
+pub type RunResult = Result<String, String>;
+
+pub type RunFuture = Pin<Box<dyn Future<Output = RunResult> + Send + 'static>>;
+
+pub trait Runner: Send + Sync + 'static {
+    /// Checks a target before the task is accepted.
+    fn validate(&self, target: &str) -> Result<(), String>;
+    /// Runs one attempt. Must end soon after `cancel` fires.
+    fn run(&self, target: String, cancel: CancellationToken) -> RunFuture;
+}
+
+/// The known task types.
+#[derive(Clone)]
+pub struct Registry {
+    runners: BTreeMap<&'static str, Arc<dyn Runner>>,
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        let mut runners: BTreeMap<&'static str, Arc<dyn Runner>> = BTreeMap::new();
+        runners.insert("echo", Arc::new(echo::Echo));
+        runners.insert("sleep", Arc::new(sleep::Sleep));
+        Registry { runners }
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn Runner>> {
+        self.runners.get(kind)
+    }
+
+    /// "echo, sleep" — for error messages that list the known types.
+    pub fn known(&self) -> String {
+        self.runners.keys().copied().collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,375 @@
+//! Every Lua script gitflock runs, one per state transition.
+//!
+//! All scripts take the key prefix as `ARGV[1]` and build their keys with `k(...)` from it (the
+//! same layout as `super::keys`), because most keys depend on values read inside the script
+//! (the node a task sits on, its state). gitflock therefore needs a single Redis (or a primary
+//! with replicas), not Redis Cluster. Times come from the Redis server's `TIME`, so every node
+//! agrees on "now" whatever their own clocks say.
+//!
+//! Key layout, `P` = prefix:
+//! - `P:task:<id>` hash: id name type target state node attempts max_attempts interval timeout
+//!   created updated due seq runs kill
+//! - `P:results:<id>` list of JSON results, newest first, capped
+//! - `P:all`, `P:state:<STATE>`, `P:type:<type>` sorted sets of ids scored by `seq`
+//!   (creation order, unique), for listing and counting without KEYS or SCAN; `P:types` set
+//! - `P:due` sorted set of WAITING ids scored by due time (ms)
+//! - `P:inbox:<node>` list (master LPUSHes, node LMOVEs from the right) and
+//!   `P:inflight:<node>` list (claimed, not yet finished)
+//! - `P:seq` (creation order) and `P:claims` (claim numbers) counters
+//! - `P:req:<request id>` → task id, for idempotent CreateTask retries (1 day)
+//! - `P:lease` = "<node> <epoch>" with PX; `P:epoch` counter
+//! - `P:nodes` sorted set node → last heartbeat (ms); `P:nodeinfo:<node>` hash
+//! - `P:events` stream of task changes (id, kind c|d), capped ~10k
+//! - channels `P:node:<node>` (wake-ups: `inbox`, `due`, `kill <id>`) and `P:Public`
+
+/// Shared helpers prepended to every script.
+const PRELUDE: &str = r#"
+local P = ARGV[1]
+local function k(...) return P .. ':' .. table.concat({...}, ':') end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function move_state(id, old, new, seq)
+  if old then redis.call('ZREM', k('state', old), id) end
+  redis.call('ZADD', k('state', new), seq, id)
+end
+local function event(id, kind)
+  redis.call('XADD', k('events'), 'MAXLEN', '~', 10000, '*', 'id', id, 'kind', kind)
+end
+local function wake_master(msg)
+  local lease = redis.call('GET', k('lease'))
+  if lease then
+    local master = string.match(lease, '^(%S+)')
+    redis.call('PUBLISH', k('node', master), msg)
+  end
+end
+"#;
+
+pub(super) fn source(body: &str) -> String {
+    format!("{PRELUDE}{body}")
+}
+
+/// CREATE: a new task, WAITING and due now.
+/// ARGV: 2 id, 3 name, 4 type, 5 target, 6 interval_secs, 7 max_attempts, 8 timeout_secs,
+///       9 request id ('' for none)
+/// Returns {1, id} when created, {0, id} when the request id was seen before (then nothing is
+/// written: a client's retry never makes a second task).
+pub(super) const CREATE: &str = r#"
+local id, rid = ARGV[2], ARGV[9]
+if rid ~= '' then
+  local seen = redis.call('GET', k('req', rid))
+  if seen then return {0, seen} end
+end
+local now = now_ms()
+local seq = redis.call('INCR', k('seq'))
+redis.call('HSET', k('task', id), 'id', id, 'name', ARGV[3], 'type', ARGV[4], 'target', ARGV[5],
+  'state', 'WAITING', 'node', '', 'attempts', 0, 'max_attempts', ARGV[7], 'interval', ARGV[6],
+  'timeout', ARGV[8], 'created', now, 'updated', now, 'due', now, 'seq', seq, 'runs', 0, 'kill', 0)
+redis.call('ZADD', k('all'), seq, id)
+redis.call('ZADD', k('type', ARGV[4]), seq, id)
+redis.call('SADD', k('types'), ARGV[4])
+move_state(id, nil, 'WAITING', seq)
+redis.call('ZADD', k('due'), now, id)
+if rid ~= '' then redis.call('SET', k('req', rid), id, 'EX', 86400) end
+event(id, 'c')
+wake_master('due')
+return {1, id}
+"#;
+
+/// DISPATCH (master only, fenced): moves due WAITING tasks into live nodes' inboxes.
+/// ARGV: 2 lease holder "<node> <epoch>", 3 max tasks, 4 dead_after_ms
+/// Refuses with NOTMASTER unless the lease is held by exactly this holder, so a master that
+/// lost its lease can never dispatch. Picks, per task, the live node with the lowest
+/// (inbox + in-flight) / concurrency, and never fills an inbox past 4 × concurrency + 32, so
+/// work stays movable. Wakes each node it gave work to.
+/// Returns {moved, due tasks left, next due time (ms) or -1, server time (ms)}.
+pub(super) const DISPATCH: &str = r#"
+if redis.call('GET', k('lease')) ~= ARGV[2] then return redis.error_reply('NOTMASTER lease lost') end
+local now = now_ms()
+local limit = tonumber(ARGV[3])
+local names = redis.call('ZRANGEBYSCORE', k('nodes'), now - tonumber(ARGV[4]), '+inf')
+local nodes = {}
+for _, name in ipairs(names) do
+  local info = redis.call('HMGET', k('nodeinfo', name), 'concurrency', 'leaving')
+  local conc = tonumber(info[1]) or 0
+  if conc > 0 and info[2] ~= '1' then
+    local load = redis.call('LLEN', k('inbox', name)) + redis.call('LLEN', k('inflight', name))
+    table.insert(nodes, {name = name, load = load, conc = conc, cap = conc * 5 + 32, woken = false})
+  end
+end
+local moved = 0
+if #nodes > 0 then
+  local ids = redis.call('ZRANGEBYSCORE', k('due'), '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do
+    local best = nil
+    for _, n in ipairs(nodes) do
+      if n.load < n.cap and (best == nil or n.load / n.conc < best.load / best.conc) then best = n end
+    end
+    if best == nil then break end
+    redis.call('ZREM', k('due'), id)
+    local t = redis.call('HMGET', k('task', id), 'state', 'seq')
+    if t[1] == 'WAITING' then
+      redis.call('HSET', k('task', id), 'state', 'INQUEUE', 'node', best.name, 'updated', now)
+      move_state(id, 'WAITING', 'INQUEUE', t[2])
+      redis.call('LPUSH', k('inbox', best.name), id)
+      best.load = best.load + 1
+      best.woken = true
+      moved = moved + 1
+      event(id, 'c')
+    end
+  end
+  for _, n in ipairs(nodes) do
+    if n.woken then redis.call('PUBLISH', k('node', n.name), 'inbox') end
+  end
+end
+local left = redis.call('ZCOUNT', k('due'), '-inf', now)
+local first = redis.call('ZRANGE', k('due'), 0, 0, 'WITHSCORES')
+local next_due = -1
+if first[2] then next_due = tonumber(first[2]) end
+return {moved, left, next_due, now}
+"#;
+
+/// CLAIM (node): takes up to n tasks from the node's inbox into its in-flight list, RUNNING.
+/// ARGV: 2 node, 3 n
+/// An id whose task was deleted, killed or given to another node meanwhile is dropped.
+/// Each claim gets a cluster-unique claim number (`P:claims`), stored in the task: FINISH must
+/// present it, so a late or retried FINISH can never be taken for a later run of the task.
+/// Returns a flat list: id, type, target, attempt, timeout_secs, claim, … per claimed task.
+pub(super) const CLAIM: &str = r#"
+local node, n = ARGV[2], tonumber(ARGV[3])
+local inbox, inflight = k('inbox', node), k('inflight', node)
+local now = now_ms()
+local out = {}
+for _ = 1, n do
+  local id = redis.call('LMOVE', inbox, inflight, 'RIGHT', 'LEFT')
+  if not id then break end
+  local t = redis.call('HMGET', k('task', id), 'state', 'node', 'type', 'target', 'attempts', 'timeout', 'seq')
+  if t[1] == 'INQUEUE' and t[2] == node then
+    local attempt = tonumber(t[5]) + 1
+    local claim = redis.call('INCR', k('claims'))
+    redis.call('HSET', k('task', id), 'state', 'RUNNING', 'attempts', attempt, 'claim', claim, 'updated', now)
+    move_state(id, 'INQUEUE', 'RUNNING', t[7])
+    event(id, 'c')
+    table.insert(out, id); table.insert(out, t[3]); table.insert(out, t[4])
+    table.insert(out, tostring(attempt)); table.insert(out, t[6]); table.insert(out, tostring(claim))
+  else
+    redis.call('LREM', inflight, 1, id)
+  end
+end
+return out
+"#;
+
+/// FINISH (node): records the end of runs, in a batch.
+/// ARGV: 2 node, 3 results kept, then per run 8 values: id, claim, attempt, outcome
+///       (ok|error|timeout|killed|handback), message, started_at, finished_at, retry delay ms.
+/// A run is recorded only if the task is still RUNNING on this node under this claim: a node
+/// that lost a task (deleted, or handed to another node) can never overwrite it, and a
+/// FINISH retried after a timeout is recorded at most once.
+/// ok → SUCCEED (recurring: WAITING at now + interval); error/timeout → WAITING after the retry
+/// delay while attempts remain, else RUNTIME_ERROR (recurring: back on schedule); killed, or a
+/// kill requested → KILLED; handback → WAITING now, the attempt not counted, no result.
+/// Returns the number of runs recorded.
+pub(super) const FINISH: &str = r#"
+local node, keep = ARGV[2], tonumber(ARGV[3])
+local inflight = k('inflight', node)
+local now = now_ms()
+local recorded = 0
+local codes = {ok = 0, error = 1, timeout = 2, killed = 3}
+for i = 4, #ARGV, 8 do
+  local id, claim, attempt, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  redis.call('LREM', inflight, 1, id)
+  local tk = k('task', id)
+  local t = redis.call('HMGET', tk, 'state', 'node', 'attempts', 'max_attempts', 'interval', 'seq', 'kill', 'claim')
+  if t[1] == 'RUNNING' and t[2] == node and t[8] == claim then
+    local new, due = nil, nil
+    local interval = tonumber(t[5])
+    if outcome == 'handback' then
+      new, due = 'WAITING', now
+      redis.call('HSET', tk, 'attempts', tonumber(attempt) - 1)
+    else
+      local result = cjson.encode({code = codes[outcome] or 1, message = ARGV[i + 4], node = node,
+        started_at = tonumber(ARGV[i + 5]), finished_at = tonumber(ARGV[i + 6]), attempt = tonumber(attempt)})
+      redis.call('LPUSH', k('results', id), result)
+      redis.call('LTRIM', k('results', id), 0, keep - 1)
+      redis.call('HINCRBY', tk, 'runs', 1)
+      if outcome == 'killed' or t[7] == '1' then
+        new = 'KILLED'
+      elseif outcome == 'ok' then
+        if interval > 0 then new, due = 'WAITING', now + interval * 1000 else new = 'SUCCEED' end
+      elseif tonumber(attempt) < tonumber(t[4]) then
+        new, due = 'WAITING', now + tonumber(ARGV[i + 7])
+      elseif interval > 0 then
+        new, due = 'WAITING', now + interval * 1000
+      else
+        new = 'RUNTIME_ERROR'
+      end
+      if due and interval > 0 and (outcome == 'ok' or tonumber(attempt) >= tonumber(t[4])) then
+        redis.call('HSET', tk, 'attempts', 0)
+      end
+    end
+    redis.call('HSET', tk, 'state', new, 'updated', now)
+    if due then
+      redis.call('HSET', tk, 'due', due)
+      redis.call('ZADD', k('due'), due, id)
+    end
+    move_state(id, 'RUNNING', new, t[6])
+    event(id, 'c')
+    recorded = recorded + 1
+  end
+end
+if recorded > 0 then wake_master('due') end
+return recorded
+"#;
+
+/// KILL: stops a task. ARGV: 2 id
+/// WAITING/INQUEUE → KILLED at once (out of the due set or the inbox); RUNNING → the kill
+/// flag is set and the node is told (`kill <id>` on its channel); FINISH then makes it KILLED.
+/// Returns 'killed', 'killing', 'finished' (already ended) or 'missing'.
+pub(super) const KILL: &str = r#"
+local id = ARGV[2]
+local tk = k('task', id)
+local t = redis.call('HMGET', tk, 'state', 'node', 'seq')
+if not t[1] then return 'missing' end
+local now = now_ms()
+if t[1] == 'WAITING' or t[1] == 'INQUEUE' then
+  redis.call('ZREM', k('due'), id)
+  if t[1] == 'INQUEUE' then redis.call('LREM', k('inbox', t[2]), 0, id) end
+  redis.call('HSET', tk, 'state', 'KILLED', 'kill', 1, 'updated', now)
+  move_state(id, t[1], 'KILLED', t[3])
+  event(id, 'c')
+  return 'killed'
+elseif t[1] == 'RUNNING' then
+  redis.call('HSET', tk, 'kill', 1, 'updated', now)
+  redis.call('PUBLISH', k('node', t[2]), 'kill ' .. id)
+  return 'killing'
+end
+return 'finished'
+"#;
+
+/// DELETE: removes a task and every index entry; a RUNNING one is also killed on its node
+/// (its FINISH then finds nothing and records nothing). ARGV: 2 id
+/// Returns 'deleted' or 'missing'.
+pub(super) const DELETE: &str = r#"
+local id = ARGV[2]
+local tk = k('task', id)
+local t = redis.call('HMGET', tk, 'state', 'node', 'type')
+if not t[1] then return 'missing' end
+redis.call('ZREM', k('all'), id)
+redis.call('ZREM', k('state', t[1]), id)
+redis.call('ZREM', k('type', t[3]), id)
+redis.call('ZREM', k('due'), id)
+if t[1] == 'INQUEUE' then redis.call('LREM', k('inbox', t[2]), 0, id) end
+if t[1] == 'RUNNING' then redis.call('PUBLISH', k('node', t[2]), 'kill ' .. id) end
+redis.call('DEL', tk, k('results', id))
+event(id, 'd')
+return 'deleted'
+"#;
+
+/// RECOVER (node, at start): what the node had in flight when it stopped is not running any
+/// more. ARGV: 2 node, 3 results kept
+/// Each task still RUNNING on this node goes back to the front of its inbox (INQUEUE), or
+/// ends KILLED if a kill was asked, or RUNTIME_ERROR if it had no attempts left (a task
+/// that kills its node every time must not loop forever).
+/// Returns {requeued, ended}.
+pub(super) const RECOVER: &str = r#"
+local node, keep = ARGV[2], tonumber(ARGV[3])
+local inflight, inbox = k('inflight', node), k('inbox', node)
+local now = now_ms()
+local requeued, ended = 0, 0
+local ids = redis.call('LRANGE', inflight, 0, -1)
+for _, id in ipairs(ids) do
+  local tk = k('task', id)
+  local t = redis.call('HMGET', tk, 'state', 'node', 'attempts', 'max_attempts', 'seq', 'kill')
+  if t[1] == 'RUNNING' and t[2] == node then
+    local new = 'INQUEUE'
+    if t[6] == '1' then new = 'KILLED'
+    elseif tonumber(t[3]) >= tonumber(t[4]) then new = 'RUNTIME_ERROR' end
+    if new == 'INQUEUE' then
+      redis.call('RPUSH', inbox, id)
+      requeued = requeued + 1
+    else
+      local msg = 'node ' .. node .. ' stopped while the task ran'
+      redis.call('LPUSH', k('results', id), cjson.encode({code = 1, message = msg, node = node,
+        started_at = 0, finished_at = now, attempt = tonumber(t[3])}))
+      redis.call('LTRIM', k('results', id), 0, keep - 1)
+      ended = ended + 1
+    end
+    redis.call('HSET', tk, 'state', new, 'updated', now)
+    move_state(id, 'RUNNING', new, t[5])
+    event(id, 'c')
+  end
+end
+redis.call('DEL', inflight)
+return {requeued, ended}
+"#;
+
+/// HANDBACK (node, at graceful shutdown): marks the node as leaving (no more dispatch to it)
+/// and gives every task still in its inbox back to the master, WAITING and due now.
+/// ARGV: 2 node. Returns the number handed back.
+pub(super) const HANDBACK: &str = r#"
+local node = ARGV[2]
+local inbox = k('inbox', node)
+local now = now_ms()
+redis.call('HSET', k('nodeinfo', node), 'leaving', 1)
+local n = 0
+local id = redis.call('RPOP', inbox)
+while id do
+  local tk = k('task', id)
+  local t = redis.call('HMGET', tk, 'state', 'node', 'seq')
+  if t[1] == 'INQUEUE' and t[2] == node then
+    redis.call('HSET', tk, 'state', 'WAITING', 'due', now, 'updated', now)
+    redis.call('ZADD', k('due'), now, id)
+    move_state(id, 'INQUEUE', 'WAITING', t[3])
+    event(id, 'c')
+    n = n + 1
+  end
+  id = redis.call('RPOP', inbox)
+end
+if n > 0 then wake_master('due') end
+return n
+"#;
+
+/// HEARTBEAT (node): presence in Redis. ARGV: 2 node, 3 addr, 4 concurrency, 5 running,
+/// 6 version, 7 epoch seen, 8 leaving (1 while shutting down: no new work for it).
+/// Returns the server time (ms).
+pub(super) const HEARTBEAT: &str = r#"
+local now = now_ms()
+redis.call('ZADD', k('nodes'), now, ARGV[2])
+redis.call('HSET', k('nodeinfo', ARGV[2]), 'addr', ARGV[3], 'concurrency', ARGV[4], 'running', ARGV[5],
+  'version', ARGV[6], 'epoch', ARGV[7], 'last', now, 'leaving', ARGV[8])
+return now
+"#;
+
+/// LEASE_ACQUIRE: takes the master lease if nobody holds it, with a new epoch.
+/// ARGV: 2 node, 3 lease ms. Returns {1, epoch} when taken, {0, holder} otherwise.
+/// The epoch rises with every new master: it is the fencing token.
+pub(super) const LEASE_ACQUIRE: &str = r#"
+local holder = redis.call('GET', k('lease'))
+if holder then return {0, holder} end
+local epoch = redis.call('INCR', k('epoch'))
+redis.call('SET', k('lease'), ARGV[2] .. ' ' .. epoch, 'PX', ARGV[3])
+return {1, tostring(epoch)}
+"#;
+
+/// LEASE_RENEW: extends the lease only if this exact holder still has it.
+/// ARGV: 2 holder "<node> <epoch>", 3 lease ms. Returns 1 if renewed, 0 if lost.
+pub(super) const LEASE_RENEW: &str = r#"
+if redis.call('GET', k('lease')) == ARGV[2] then
+  redis.call('PEXPIRE', k('lease'), ARGV[3])
+  return 1
+end
+return 0
+"#;
+
+/// LEASE_RELEASE: gives the lease up (resign, shutdown) if this holder has it, and says so on
+/// the Public channel so the others can take over at once. ARGV: 2 holder, 3 announcement.
+/// Returns 1 if released.
+pub(super) const LEASE_RELEASE: &str = r#"
+if redis.call('GET', k('lease')) == ARGV[2] then
+  redis.call('DEL', k('lease'))
+  redis.call('PUBLISH', k('Public'), ARGV[3])
+  return 1
+end
+return 0
+"#;

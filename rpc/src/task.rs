@@ -1,0 +1,236 @@
+//! The task model: states, limits, validation of requests, and the JSON form of PRODUCT.md.
+//!
+//! The state machine (every arrow is one Lua script in `store::scripts`):
+//!
+//! ```text
+//!  create ──► WAITING ──dispatch──► INQUEUE ──claim──► RUNNING ──finish ok──► SUCCEED
+//!               ▲  ▲                  │                  │  │
+//!               │  └──── hand back ◄──┘                  │  ├─finish failed, attempts left──► WAITING (backoff)
+//!               │                                        │  ├─finish failed, none left──────► RUNTIME_ERROR
+//!               └──── recurring: finish, due + interval ─┘  └─kill────────────────────────────► KILLED
+//!  WAITING / INQUEUE ──kill──► KILLED        any ──delete──► (gone)
+//! ```
+
+use gitflock_proto::v1::{Task, TaskResult, TaskState};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Names of the states, exactly the seed's.
+pub const STATES: [TaskState; 6] = [
+    TaskState::Waiting,
+    TaskState::Inqueue,
+    TaskState::Running,
+    TaskState::RuntimeError,
+    TaskState::Succeed,
+    TaskState::Killed,
+];
+
+pub const MAX_NAME_BYTES: usize = 256;
+pub const MAX_TARGET_BYTES: usize = 4096;
+pub const MAX_TYPE_BYTES: usize = 32;
+/// Result messages longer than this are cut (on a char boundary) before they are stored.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// Results kept per task, newest first.
+pub const RESULTS_KEPT: usize = 20;
+pub const MAX_INTERVAL_SECS: u64 = 366 * 86400;
+pub const MAX_TIMEOUT_SECS: u64 = 7 * 86400;
+pub const MAX_ATTEMPTS: u32 = 100;
+
+/// Result codes stored with each run.
+pub mod code {
+    pub const OK: i32 = 0;
+    pub const ERROR: i32 = 1;
+    pub const TIMEOUT: i32 = 2;
+    pub const KILLED: i32 = 3;
+    pub const HANDED_BACK: i32 = 4;
+}
+
+pub fn state_name(s: TaskState) -> &'static str {
+    s.as_str_name()
+}
+
+pub fn parse_state(text: &str) -> Option<TaskState> {
+    TaskState::from_str_name(&text.to_ascii_uppercase())
+}
+
+/// True when the state is final (nothing will move the task again but a delete).
+pub fn is_final(s: TaskState) -> bool {
+    matches!(
+        s,
+        TaskState::RuntimeError | TaskState::Succeed | TaskState::Killed
+    )
+}
+
+/// A task id is a UUID in its hyphenated lower-case form.
+pub fn check_id(id: &str) -> Result<(), String> {
+    match uuid::Uuid::try_parse(id) {
+        Ok(u) if u.hyphenated().to_string() == id => Ok(()),
+        _ => Err(format!(
+            "malformed task id {:?}: expected a UUID",
+            shorten(id, 64)
+        )),
+    }
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().hyphenated().to_string()
+}
+
+/// Text fields may not hold control characters (they end up in terminals, logs and pages).
+pub fn check_text(field: &str, value: &str, max: usize, allow_empty: bool) -> Result<(), String> {
+    if value.is_empty() && !allow_empty {
+        return Err(format!("{field} is empty"));
+    }
+    if value.len() > max {
+        return Err(format!("{field} is {} bytes; at most {max}", value.len()));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{field} holds a control character"));
+    }
+    Ok(())
+}
+
+pub fn check_type_name(t: &str) -> Result<(), String> {
+    check_text("type", t, MAX_TYPE_BYTES, false)?;
+    if !t
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "type {:?}: lower-case letters, digits, '-' and '_' only",
+            t
+        ));
+    }
+    Ok(())
+}
+
+/// Cuts a string to at most `max` bytes on a char boundary.
+pub fn shorten(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Parses durations like `500ms`, `2s`, `1m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 2s, 1m"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{text:?} is not a duration like 500ms, 2s, 1m"))?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// RFC 3339 in UTC with milliseconds; 0 (never) renders as JSON null.
+pub fn rfc3339(ms: i64) -> Value {
+    if ms <= 0 {
+        return Value::Null;
+    }
+    match time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000) {
+        Ok(t) => t
+            .format(&time::format_description::well_known::Rfc3339)
+            .map(Value::String)
+            .unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+pub fn result_json(r: &TaskResult) -> Value {
+    json!({
+        "code": r.code,
+        "message": r.message,
+        "node": r.node,
+        "attempt": r.attempt,
+        "started_at": rfc3339(r.started_at),
+        "finished_at": rfc3339(r.finished_at),
+    })
+}
+
+/// The task's JSON form, as PRODUCT.md fixes it (plus a few extra fields).
+pub fn task_json(t: &Task) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "type": t.r#type,
+        "target": t.target,
+        "state": state_name(t.state()),
+        "node": t.node,
+        "attempts": t.attempts,
+        "max_attempts": t.max_attempts,
+        "interval_secs": t.interval_secs,
+        "timeout_secs": t.timeout_secs,
+        "runs": t.runs,
+        "created_at": rfc3339(t.created_at),
+        "updated_at": rfc3339(t.updated_at),
+        "due_at": rfc3339(t.due_at),
+        "results": t.results.iter().map(result_json).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_must_be_canonical_uuids() {
+        assert!(check_id(&new_id()).is_ok());
+        for bad in [
+            "",
+            "1",
+            "../../etc",
+            "0F8FAD5B-D9CB-469F-A165-70867728950E",
+            "0f8fad5bd9cb469fa16570867728950e",
+        ] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("3m").unwrap(), Duration::from_secs(180));
+        assert!(parse_duration("2 weeks").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn text_checks_refuse_control_characters_and_size() {
+        assert!(check_text("name", "ok", 10, false).is_ok());
+        assert!(check_text("name", "", 10, false).is_err());
+        assert!(check_text("name", "a\u{1b}[2J", 10, false).is_err());
+        assert!(check_text("name", &"x".repeat(11), 10, false).is_err());
+    }
+
+    #[test]
+    fn shorten_keeps_char_boundaries() {
+        assert_eq!(shorten("héllo", 2), "h");
+        assert_eq!(shorten("abc", 5), "abc");
+    }
+
+    #[test]
+    fn times_render_as_rfc3339_utc() {
+        assert_eq!(
+            rfc3339(1_700_000_000_123),
+            json!("2023-11-14T22:13:20.123Z")
+        );
+        assert_eq!(rfc3339(0), Value::Null);
+    }
+}

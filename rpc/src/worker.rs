@@ -1,0 +1,302 @@
+//! The worker: claims tasks from this node's inbox, runs them with bounded concurrency, and
+//! reports how each run ended.
+//!
+//! - Claiming takes only as many tasks as there are free slots (`[node] concurrency`), so
+//!   what a node has not started stays in its inbox, where the master can still move it.
+//! - Each run has a timeout and a cancellation token; `kill <id>` on the node's channel
+//!   fires the token and the run ends KILLED.
+//! - Ends of runs go to one reporter task that records them in batches (the FINISH script),
+//!   retrying until Redis takes them: a result is never dropped because Redis blinked.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::runner::Registry;
+use crate::store::{Claimed, Finished, Outcome, Store};
+
+/// Most tasks claimed in one CLAIM call.
+const CLAIM_BATCH: usize = 64;
+/// Most runs recorded in one FINISH call.
+const FINISH_BATCH: usize = 512;
+/// How often an idle worker looks at its inbox even without a wake-up (a lost message costs
+/// at most this much delay).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How long a kill that arrived before its run started is remembered.
+const EARLY_KILL_TTL: Duration = Duration::from_secs(30);
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Retry delay after a failed attempt: 1 s, 2 s, 4 s … capped at 5 minutes, ±20% jitter.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_secs(1) * 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
+    let capped = base.min(Duration::from_secs(300));
+    capped.mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+pub struct Worker {
+    store: Store,
+    node: String,
+    registry: Registry,
+    /// One permit per run slot; a claim first takes permits, so the node never holds more
+    /// claimed tasks than it can run.
+    slots: Arc<Semaphore>,
+    concurrency: usize,
+    /// Cancellation tokens of the runs in progress, by task id.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Kills for tasks whose run has not registered yet (the kill raced the claim).
+    early_kills: Mutex<HashMap<String, Instant>>,
+    /// Set at shutdown: runs cancelled from now on are handed back, not killed.
+    handing_back: AtomicBool,
+    /// Rung by the wake-up listener on `inbox`.
+    pub wake: Notify,
+    /// Every run goes through this tracker, so shutdown can wait for them all.
+    runs: TaskTracker,
+    report: mpsc::UnboundedSender<Finished>,
+}
+
+impl Worker {
+    /// The worker and the receiving end of its reports (for [`Worker::report_loop`]).
+    pub fn new(
+        store: Store,
+        node: &str,
+        registry: Registry,
+        concurrency: usize,
+    ) -> (Arc<Worker>, mpsc::UnboundedReceiver<Finished>) {
+        let (report, rx) = mpsc::unbounded_channel();
+        let w = Arc::new(Worker {
+            store,
+            node: node.to_string(),
+            registry,
+            slots: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            running: Mutex::new(HashMap::new()),
+            early_kills: Mutex::new(HashMap::new()),
+            handing_back: AtomicBool::new(false),
+            wake: Notify::new(),
+            runs: TaskTracker::new(),
+            report,
+        });
+        (w, rx)
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.lock().unwrap().len()
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// Claims and starts tasks until `stop`.
+    pub async fn claim_loop(self: Arc<Self>, stop: CancellationToken) {
+        if self.concurrency == 0 {
+            return;
+        }
+        loop {
+            let first = tokio::select! {
+                _ = stop.cancelled() => return,
+                p = self.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            };
+            let mut permits = vec![first];
+            while permits.len() < CLAIM_BATCH {
+                match self.slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let wake = self.wake.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            match self.store.claim(&self.node, permits.len()).await {
+                Ok(tasks) if !tasks.is_empty() => {
+                    for (task, permit) in tasks.into_iter().zip(permits.drain(..)) {
+                        self.start(task, permit);
+                    }
+                }
+                Ok(_) => {
+                    drop(permits);
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = &mut wake => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                    }
+                }
+                Err(e) => {
+                    drop(permits);
+                    tracing::warn!(error = %e, "claim failed");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(self: &Arc<Self>, task: Claimed, permit: OwnedSemaphorePermit) {
+        let cancel = CancellationToken::new();
+        {
+            let mut early = self.early_kills.lock().unwrap();
+            if early.remove(&task.id).is_some() {
+                cancel.cancel();
+            }
+            self.running
+                .lock()
+                .unwrap()
+                .insert(task.id.clone(), cancel.clone());
+        }
+        let me = self.clone();
+        self.runs.spawn(async move {
+            let finished = me.run_one(&task, cancel).await;
+            me.running.lock().unwrap().remove(&task.id);
+            // The reporter outlives every run (it ends when the last sender is gone).
+            let _ = me.report.send(finished);
+            drop(permit);
+        });
+    }
+
+    async fn run_one(&self, task: &Claimed, cancel: CancellationToken) -> Finished {
+        let started_at = now_ms();
+        let (outcome, message) = match self.registry.get(&task.kind) {
+            None => (
+                Outcome::Error,
+                format!("this node does not know task type {:?}", task.kind),
+            ),
+            Some(runner) => {
+                let run = runner.run(task.target.clone(), cancel.child_token());
+                tokio::select! {
+                    r = tokio::time::timeout(task.timeout, run) => match r {
+                        _ if cancel.is_cancelled() => self.cancelled(),
+                        Ok(Ok(out)) => (Outcome::Ok, out),
+                        Ok(Err(e)) => (Outcome::Error, e),
+                        Err(_) => {
+                            cancel.cancel();
+                            (Outcome::Timeout, format!("timed out after {}s", task.timeout.as_secs()))
+                        }
+                    },
+                    _ = cancel.cancelled() => self.cancelled(),
+                }
+            }
+        };
+        Finished {
+            id: task.id.clone(),
+            claim: task.claim,
+            attempt: task.attempt,
+            outcome,
+            message,
+            started_at,
+            finished_at: now_ms(),
+            retry_delay: backoff(task.attempt),
+        }
+    }
+
+    fn cancelled(&self) -> (Outcome, String) {
+        if self.handing_back.load(Ordering::SeqCst) {
+            (Outcome::HandBack, "node shutting down".into())
+        } else {
+            (Outcome::Killed, "killed".into())
+        }
+    }
+
+    /// A `kill <id>` arrived: stop the run, or remember the kill if the run is not started yet.
+    pub fn kill(&self, id: &str) {
+        let mut early = self.early_kills.lock().unwrap();
+        if let Some(token) = self.running.lock().unwrap().get(id) {
+            token.cancel();
+            return;
+        }
+        let now = Instant::now();
+        early.retain(|_, at| now.duration_since(*at) < EARLY_KILL_TTL);
+        early.insert(id.to_string(), now);
+    }
+
+    /// At shutdown, after claiming stopped: lets runs finish for up to `grace`, then cancels the
+    /// rest, which are handed back to be run again elsewhere.
+    pub async fn drain(&self, grace: Duration) {
+        self.runs.close();
+        if tokio::time::timeout(grace, self.runs.wait()).await.is_err() {
+            self.handing_back.store(true, Ordering::SeqCst);
+            let tokens: Vec<_> = self.running.lock().unwrap().values().cloned().collect();
+            tracing::info!(count = tokens.len(), "handing back unfinished runs");
+            for t in tokens {
+                t.cancel();
+            }
+            self.runs.wait().await;
+        }
+    }
+
+    /// Records ends of runs in batches. After `done` fires (once every run has ended) it
+    /// records what is queued and returns.
+    pub async fn report_loop(
+        store: Store,
+        node: String,
+        mut rx: mpsc::UnboundedReceiver<Finished>,
+        done: CancellationToken,
+    ) {
+        let mut batch = Vec::with_capacity(FINISH_BATCH);
+        loop {
+            let last = tokio::select! {
+                n = rx.recv_many(&mut batch, FINISH_BATCH) => n == 0,
+                _ = done.cancelled() => {
+                    while let Ok(f) = rx.try_recv() {
+                        batch.push(f);
+                    }
+                    true
+                }
+            };
+            for chunk in batch.chunks(FINISH_BATCH) {
+                record(&store, &node, chunk).await;
+            }
+            batch.clear();
+            if last {
+                return;
+            }
+        }
+    }
+}
+
+/// Records a batch, retrying until Redis takes it (FINISH is fenced by claim numbers, so a
+/// retry of a batch that did land records nothing twice).
+async fn record(store: &Store, node: &str, batch: &[Finished]) {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match store.finish(node, batch).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, runs = batch.len(), "cannot record finished runs yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let a1 = backoff(1);
+        assert!(
+            a1 >= Duration::from_millis(800) && a1 <= Duration::from_millis(1200),
+            "{a1:?}"
+        );
+        let a3 = backoff(3);
+        assert!(
+            a3 >= Duration::from_millis(3200) && a3 <= Duration::from_millis(4800),
+            "{a3:?}"
+        );
+        assert!(backoff(60) <= Duration::from_secs(360));
+    }
+}
