@@ -1,9 +1,9 @@
 //! The node daemon: wires the store, lease, dispatcher, worker, presence, listener and gRPC
 //! server together, and shuts them down in order.
 //!
-//! Shutdown (SIGTERM or SIGINT): stop claiming and hand the unclaimed inbox back; let running
-//! tasks finish for the grace period, then hand the rest back; record every result; resign
-//! mastership (announced on the Public channel so another node takes over at once); stop the
+//! Shutdown (SIGTERM or SIGINT): resign mastership (announced on the Public channel so another
+//! node takes over at once); stop claiming and hand the unclaimed inbox back; let running
+//! tasks finish for the grace period, then hand the rest back; record every result; stop the
 //! gRPC server; exit 0.
 
 use std::sync::Arc;
@@ -141,8 +141,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let claims = CancellationToken::new();
     let background = CancellationToken::new();
     let reports_done = CancellationToken::new();
+    let lease_stop = CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
-    tracker.spawn(lease.clone().run(background.clone()));
+    tracker.spawn(lease.clone().run(lease_stop.clone()));
     tracker.spawn(presence.run(background.clone()));
     tracker.spawn(dispatcher.clone().run(background.clone()));
     tracker.spawn(worker.clone().claim_loop(claims.clone()));
@@ -211,7 +212,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     stop.cancelled().await;
 
-    // 1. No new claims; what is not claimed goes back to the master.
+    // 1. Mastership goes at once to another node (announced on the Public channel).
+    lease_stop.cancel();
+    lease.resign().await;
+    // 2. No new claims; what is not claimed goes back to the master.
     claims.cancel();
     leaving.store(true, std::sync::atomic::Ordering::SeqCst);
     match store.handback(&name).await {
@@ -219,11 +223,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not hand back the inbox"),
     }
-    // 2. Let runs finish, then hand back the rest; record every result.
+    // 3. Let runs finish, then hand back the rest; record every result.
     worker.drain(SHUTDOWN_GRACE).await;
     reports_done.cancel();
-    // 3. Mastership goes at once to another node.
-    lease.resign().await;
     background.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await;
     health_reporter

@@ -144,8 +144,10 @@ pub fn init_logging(format: &str, default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -302,7 +304,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 println!("master: {master} (epoch {})", s.epoch);
                 let alive = s.nodes.iter().filter(|n| n.state == "alive").count();
                 println!("nodes:  {} ({} alive)", s.nodes.len(), alive);
-                let line: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let line: Vec<String> = task::STATES
+                    .iter()
+                    .map(|st| format!("{}={}", st.as_str_name(), counts[st.as_str_name()]))
+                    .collect();
                 println!("tasks:  {}", line.join(" "));
             }
             Ok(())
