@@ -260,6 +260,9 @@ pub struct TaskPage {
     pub total: u64,
 }
 
+/// A raw stream entry: its id and fields.
+type StreamEntry = (String, HashMap<String, String>);
+
 /// One entry of the task change stream.
 #[derive(Clone, Debug)]
 pub struct TaskChange {
@@ -781,17 +784,16 @@ impl Store {
         last: &str,
         block: Duration,
     ) -> Result<(String, Vec<TaskChange>)> {
-        let reply: Option<Vec<(String, Vec<(String, HashMap<String, String>)>)>> =
-            redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(1000)
-                .arg("BLOCK")
-                .arg(block.as_millis() as u64)
-                .arg("STREAMS")
-                .arg(self.keys.events())
-                .arg(last)
-                .query_async(conn)
-                .await?;
+        let reply: Option<Vec<(String, Vec<StreamEntry>)>> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1000)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(self.keys.events())
+            .arg(last)
+            .query_async(conn)
+            .await?;
         let mut new_last = last.to_string();
         let mut out = Vec::new();
         for (_, entries) in reply.unwrap_or_default() {
@@ -807,7 +809,7 @@ impl Store {
         }
         if new_last == "$" {
             // Nothing arrived: pin "from now" to a concrete id so nothing is skipped next time.
-            let info: Option<Vec<(String, HashMap<String, String>)>> = redis::cmd("XREVRANGE")
+            let info: Option<Vec<StreamEntry>> = redis::cmd("XREVRANGE")
                 .arg(self.keys.events())
                 .arg("+")
                 .arg("-")
