@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::Lease;
+use crate::membership::Membership;
 use crate::store::{Store, StoreError};
 
 /// Tasks moved by one DISPATCH call (one script run holds Redis for ~1 ms at this size).
@@ -21,18 +22,26 @@ const FULL_POLL: Duration = Duration::from_millis(50);
 pub struct Dispatcher {
     store: Store,
     lease: Arc<Lease>,
+    membership: Arc<Membership>,
     dead_after: Duration,
-    /// Rung by the wake-up listener on `due`.
-    pub wake: Notify,
+    /// Rung on `due` (a task was created or finished) and when a node is admitted.
+    wake: Arc<Notify>,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, lease: Arc<Lease>, dead_after: Duration) -> Arc<Dispatcher> {
+    pub fn new(
+        store: Store,
+        lease: Arc<Lease>,
+        membership: Arc<Membership>,
+        dead_after: Duration,
+        wake: Arc<Notify>,
+    ) -> Arc<Dispatcher> {
         Arc::new(Dispatcher {
             store,
             lease,
+            membership,
             dead_after,
-            wake: Notify::new(),
+            wake,
         })
     }
 
@@ -50,7 +59,12 @@ impl Dispatcher {
             let wake = self.wake.notified();
             tokio::pin!(wake);
             wake.as_mut().enable();
-            let pause = match self.store.dispatch(&m.holder, BATCH, self.dead_after).await {
+            let nodes = self.membership.dispatchable();
+            let pause = match self
+                .store
+                .dispatch(&m.holder, m.epoch, BATCH, self.dead_after, &nodes)
+                .await
+            {
                 Ok(r) if r.moved > 0 && r.left > 0 => continue,
                 Ok(r) if r.left > 0 => FULL_POLL,
                 Ok(r) => match r.next_due {

@@ -4,16 +4,25 @@
 //! free (with a new, higher epoch) and renews it every heartbeat while it holds it. Besides the
 //! key's TTL in Redis, the holder keeps its own monotonic deadline: `renew sent + 90% of the
 //! lease`. [`Lease::current`] answers `None` past that deadline, before talking to Redis, so a
-//! master that was paused (SIGSTOP, a long GC-like stall, a lost network) stops acting on a
-//! stale belief; and every master write is a script that checks the key (the fence), so even
-//! a master that tried would be refused.
+//! master that was paused (SIGSTOP, a long stall, a lost network) stops acting on a stale
+//! belief; and every master write is a script that checks the key (the fence), so even a master
+//! that tried would be refused.
+//!
+//! Taking over is fast: a node that finds the lease held asks how long it has left (PTTL) and
+//! tries again right when it expires, so a dead master is replaced about `lease_ms` after its
+//! last renewal. Taking and giving up the lease are announced, signed, on the Public channel
+//! (`2:` messages), and every node that hears an announcement looks at the lease at once.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::public::{Kind, Msg, Signer};
 use crate::store::{LeaseAcquire, Store};
+
+/// Longest wait between two looks at a lease someone else holds.
+const MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// This node's mastership while it lasts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,15 +49,22 @@ pub struct Lease {
     ttl: Duration,
     renew_every: Duration,
     view: watch::Sender<LeaseView>,
-    /// Wakes the loop early (a release was announced, or a resign asked).
+    /// Wakes the loop early (an announcement was heard, a fenced write was refused).
     poke: Notify,
     /// After a resign, this node does not try to take the lease back before this time, so
     /// another node gets it.
-    quiet_until: std::sync::Mutex<Option<Instant>>,
+    quiet_until: Mutex<Option<Instant>>,
+    signer: Arc<Signer>,
 }
 
 impl Lease {
-    pub fn new(store: Store, node: &str, ttl: Duration, renew_every: Duration) -> Arc<Lease> {
+    pub fn new(
+        store: Store,
+        node: &str,
+        ttl: Duration,
+        renew_every: Duration,
+        signer: Arc<Signer>,
+    ) -> Arc<Lease> {
         Arc::new(Lease {
             store,
             node: node.to_string(),
@@ -56,7 +72,8 @@ impl Lease {
             renew_every,
             view: watch::Sender::new(LeaseView::default()),
             poke: Notify::new(),
-            quiet_until: std::sync::Mutex::new(None),
+            quiet_until: Mutex::new(None),
+            signer,
         })
     }
 
@@ -84,9 +101,32 @@ impl Lease {
         self.poke.notify_one();
     }
 
-    /// Wakes the loop now (the lease may have been released).
+    /// Wakes the loop now (the lease may have changed hands).
     pub fn poke(&self) {
         self.poke.notify_one();
+    }
+
+    /// A verified announcement said who the master is.
+    pub fn observe(&self, master: &str, epoch: u64) {
+        self.view.send_if_modified(|v| {
+            let newer = epoch > v.epoch;
+            if newer {
+                v.epoch = epoch;
+                v.master = Some(master.to_string());
+            }
+            newer
+        });
+    }
+
+    fn announce(&self, event: &str, epoch: u64) -> String {
+        self.signer.sign(
+            Kind::Vote,
+            Msg {
+                epoch,
+                event: event.into(),
+                ..Default::default()
+            },
+        )
     }
 
     /// Gives the lease up if this node holds it; returns the epoch given up.
@@ -94,10 +134,7 @@ impl Lease {
         let m = self.view.borrow().mine.clone()?;
         *self.quiet_until.lock().unwrap() = Some(Instant::now() + self.ttl);
         self.view.send_modify(|v| v.mine = None);
-        let msg = format!(
-            "2:{}",
-            serde_json::json!({"Name": self.node, "Epoch": m.epoch, "Kind": "resign"})
-        );
+        let msg = self.announce("resign", m.epoch);
         match self.store.lease_release(&m.holder, &msg).await {
             Ok(true) => {
                 tracing::info!(epoch = m.epoch, "resigned as master");
@@ -111,19 +148,20 @@ impl Lease {
         }
     }
 
-    /// Takes or renews the lease every `renew_every` until `stop`.
+    /// Takes or renews the lease until `stop`.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         loop {
-            self.tick().await;
+            let wait = self.tick().await;
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(self.renew_every) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = self.poke.notified() => {}
             }
         }
     }
 
-    async fn tick(&self) {
+    /// One look at the lease; returns how long to wait before the next.
+    async fn tick(&self) -> Duration {
         let sent = Instant::now();
         let deadline = sent + self.ttl * 9 / 10;
         if let Some(m) = self.current() {
@@ -140,22 +178,21 @@ impl Lease {
                 Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
                 Err(_) => tracing::warn!("lease renewal timed out"),
             }
-            return;
+            return self.renew_every;
         }
         // Not the master (or our own deadline passed): forget it, then try to take the lease.
         if self.view.borrow().mine.is_some() {
             tracing::warn!("master lease expired before it could be renewed");
             self.view.send_modify(|v| v.mine = None);
         }
-        if self
-            .quiet_until
-            .lock()
-            .unwrap()
-            .is_some_and(|t| Instant::now() < t)
+        let quiet = *self.quiet_until.lock().unwrap();
+        if let Some(t) = quiet
+            && sent < t
         {
-            return;
+            return t - sent;
         }
-        match self.store.lease_acquire(&self.node, self.ttl).await {
+        let known = self.view.borrow().epoch;
+        match self.store.lease_acquire(&self.node, self.ttl, known).await {
             Ok(LeaseAcquire::Taken(epoch)) => {
                 tracing::info!(epoch, "became master");
                 let holder = format!("{} {epoch}", self.node);
@@ -168,16 +205,39 @@ impl Lease {
                     v.master = Some(self.node.clone());
                     v.epoch = v.epoch.max(epoch);
                 });
+                let msg = self.announce("elected", epoch);
+                if let Err(e) = self
+                    .store
+                    .publish(&self.store.keys().public_channel(), &msg)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not announce the new epoch");
+                }
+                self.renew_every
             }
-            Ok(LeaseAcquire::Held(name, epoch)) => {
-                self.view.send_if_modified(|v| {
-                    let changed = v.master.as_deref() != Some(&name) || v.epoch < epoch;
-                    v.master = Some(name);
-                    v.epoch = v.epoch.max(epoch);
-                    changed
-                });
+            Ok(LeaseAcquire::Held { holder, free_in }) => {
+                match holder {
+                    Some((name, epoch)) => {
+                        self.view.send_if_modified(|v| {
+                            let changed = v.master.as_deref() != Some(&name) || v.epoch < epoch;
+                            v.master = Some(name);
+                            v.epoch = v.epoch.max(epoch);
+                            changed
+                        });
+                    }
+                    None => {
+                        tracing::warn!(wait = ?free_in, "redis lost data: no master until a lease time has passed");
+                        self.view.send_modify(|v| v.master = None);
+                    }
+                }
+                // Look again right when it expires (a live master renews it before then).
+                let jitter = Duration::from_millis(fastrand::u64(1..15));
+                (free_in + jitter).min(MAX_WAIT)
             }
-            Err(e) => tracing::warn!(error = %e, "cannot reach redis for the lease"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach redis for the lease");
+                self.renew_every
+            }
         }
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! - [`config`]: the TOML file and `GITFLOCK_<SECTION>_<KEY>` overrides.
 //! - [`task`]: states, limits, validation, the JSON form.
-//! - [`membership`]: presence heartbeats and node states; [`listener`]: pub/sub wake-ups.
+//! - [`membership`]: presence, signed heartbeats, probes, verdicts and failover of work;
+//!   [`public`]: the signed Public channel protocol; [`listener`]: pub/sub wake-ups.
 //! - [`node`]: the daemon's wiring and ordered shutdown; [`cli`]: the `gitflock` commands,
 //!   with [`cli::dev`], a whole local cluster in one command.
 
@@ -19,6 +20,7 @@ pub mod lease;
 pub mod listener;
 pub mod membership;
 pub mod node;
+pub mod public;
 pub mod runner;
 pub mod service;
 pub mod store;

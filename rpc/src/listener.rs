@@ -2,14 +2,18 @@
 //! `P:Public` channel and turns messages into wake-ups. Pub/sub only ever wakes: the work itself
 //! is in durable Redis structures, so a message lost while disconnected costs only the delay
 //! until the next poll, and after every (re)subscription everything is woken to re-read state.
+//! Public messages are checked (HMAC, replay) by [`Membership::on_public`] before anything
+//! acts on them.
 
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::Dispatcher;
 use crate::lease::Lease;
+use crate::membership::Membership;
+use crate::public::Kind;
 use crate::store::Store;
 use crate::worker::Worker;
 
@@ -17,28 +21,35 @@ pub struct Listener {
     pub store: Store,
     pub node: String,
     pub worker: Arc<Worker>,
-    pub dispatcher: Arc<Dispatcher>,
+    pub wake_dispatch: Arc<Notify>,
     pub lease: Arc<Lease>,
+    pub membership: Arc<Membership>,
 }
 
 impl Listener {
     fn wake_all(&self) {
         self.worker.wake.notify_one();
-        self.dispatcher.wake.notify_one();
+        self.wake_dispatch.notify_one();
         self.lease.poke();
     }
 
     fn route(&self, channel: &str, payload: &str) {
         if channel == self.store.keys().public_channel() {
-            // 2: a vote or new-master announcement (here: a release); look at the lease now.
-            if payload.starts_with("2:") {
-                self.lease.poke();
+            match self.membership.on_public(payload) {
+                Some((Kind::Vote, msg)) => {
+                    if msg.event == "elected" {
+                        self.lease.observe(&msg.name, msg.epoch);
+                    }
+                    self.lease.poke();
+                }
+                Some((Kind::ElectionRequest, _)) => self.lease.poke(),
+                _ => {}
             }
             return;
         }
         match payload {
             "inbox" => self.worker.wake.notify_one(),
-            "due" => self.dispatcher.wake.notify_one(),
+            "due" => self.wake_dispatch.notify_one(),
             p => {
                 if let Some(id) = p.strip_prefix("kill ") {
                     self.worker.kill(id);

@@ -15,12 +15,14 @@ use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::lease::Lease;
 use crate::listener::Listener;
-use crate::membership::Presence;
+use crate::membership::{Membership, Presence};
+use crate::public::Signer;
 use crate::runner::Registry;
 use crate::service::{Auth, NodeService, TaskService};
 use crate::store::Store;
 use crate::worker::Worker;
 use gitflock_proto::v1::{nodes_server::NodesServer, tasks_server::TasksServer};
+use tokio::sync::Notify;
 
 /// How long running tasks may take to finish at shutdown before they are handed back.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -101,11 +103,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(node = %name, prefix = %config.redis.prefix, "connected to redis");
 
     let registry = Registry::new();
+    let signer = Arc::new(Signer::new(&config.cluster.token, &name));
     let lease = Lease::new(
         store.clone(),
         &name,
         config.cluster.lease,
         config.cluster.heartbeat,
+        signer.clone(),
     );
     let (worker, reports) = Worker::new(
         store.clone(),
@@ -113,11 +117,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         registry.clone(),
         config.node.concurrency,
     );
-    let dispatcher = Dispatcher::new(store.clone(), lease.clone(), config.cluster.dead_after);
+    let wake_dispatch = Arc::new(Notify::new());
+    let membership = Membership::new(
+        &name,
+        store.clone(),
+        lease.clone(),
+        &config.cluster,
+        wake_dispatch.clone(),
+        signer.clone(),
+    );
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        lease.clone(),
+        membership.clone(),
+        config.cluster.dead_after,
+        wake_dispatch.clone(),
+    );
     let hub = ChangeHub::new(store.clone());
 
     // What this node had in flight when it last stopped goes back to its inbox.
-    let (requeued, ended) = store.recover(&name).await?;
+    let (requeued, ended) = store.recover(&name, &[]).await?;
     if requeued + ended > 0 {
         tracing::info!(
             requeued,
@@ -132,6 +151,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         heartbeat: config.cluster.heartbeat,
         worker: worker.clone(),
         lease: lease.clone(),
+        signer,
         leaving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
     let leaving = presence.leaving.clone();
@@ -145,21 +165,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let tracker = tokio_util::task::TaskTracker::new();
     tracker.spawn(lease.clone().run(lease_stop.clone()));
     tracker.spawn(presence.run(background.clone()));
+    tracker.spawn(membership.clone().run(background.clone()));
     tracker.spawn(dispatcher.clone().run(background.clone()));
     tracker.spawn(worker.clone().claim_loop(claims.clone()));
-    tracker.spawn(Worker::report_loop(
-        store.clone(),
-        name.clone(),
-        reports,
-        reports_done.clone(),
-    ));
+    tracker.spawn(worker.clone().audit_loop(claims.clone()));
+    tracker.spawn(worker.clone().report_loop(reports, reports_done.clone()));
     tracker.spawn(
         Listener {
             store: store.clone(),
             node: name.clone(),
             worker: worker.clone(),
-            dispatcher: dispatcher.clone(),
+            wake_dispatch,
             lease: lease.clone(),
+            membership,
         }
         .run(background.clone()),
     );

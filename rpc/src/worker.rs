@@ -28,6 +28,9 @@ const FINISH_BATCH: usize = 512;
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// How long a kill that arrived before its run started is remembered.
 const EARLY_KILL_TTL: Duration = Duration::from_secs(30);
+/// How often the in-flight list is checked for runs this node does not know (a claim whose
+/// reply was lost); one must be seen unknown twice in a row before it is put back.
+const AUDIT_EVERY: Duration = Duration::from_secs(5);
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -53,6 +56,9 @@ pub struct Worker {
     concurrency: usize,
     /// Cancellation tokens of the runs in progress, by task id.
     running: Mutex<HashMap<String, CancellationToken>>,
+    /// Ids claimed by this process whose end is not yet recorded in Redis (a superset of
+    /// `running`); anything else in the in-flight list is a lost claim.
+    known: Mutex<std::collections::HashSet<String>>,
     /// Kills for tasks whose run has not registered yet (the kill raced the claim).
     early_kills: Mutex<HashMap<String, Instant>>,
     /// Set at shutdown: runs cancelled from now on are handed back, not killed.
@@ -80,6 +86,7 @@ impl Worker {
             slots: Arc::new(Semaphore::new(concurrency)),
             concurrency,
             running: Mutex::new(HashMap::new()),
+            known: Mutex::new(std::collections::HashSet::new()),
             early_kills: Mutex::new(HashMap::new()),
             handing_back: AtomicBool::new(false),
             wake: Notify::new(),
@@ -145,6 +152,7 @@ impl Worker {
 
     fn start(self: &Arc<Self>, task: Claimed, permit: OwnedSemaphorePermit) {
         let cancel = CancellationToken::new();
+        self.known.lock().unwrap().insert(task.id.clone());
         {
             let mut early = self.early_kills.lock().unwrap();
             if early.remove(&task.id).is_some() {
@@ -238,8 +246,7 @@ impl Worker {
     /// Records ends of runs in batches. After `done` fires (once every run has ended) it
     /// records what is queued and returns.
     pub async fn report_loop(
-        store: Store,
-        node: String,
+        self: Arc<Self>,
         mut rx: mpsc::UnboundedReceiver<Finished>,
         done: CancellationToken,
     ) {
@@ -255,12 +262,49 @@ impl Worker {
                 }
             };
             for chunk in batch.chunks(FINISH_BATCH) {
-                record(&store, &node, chunk).await;
+                record(&self.store, &self.node, chunk).await;
+                let mut known = self.known.lock().unwrap();
+                for f in chunk {
+                    known.remove(&f.id);
+                }
             }
             batch.clear();
             if last {
                 return;
             }
+        }
+    }
+
+    /// Puts back in-flight runs this process does not know: the reply to a CLAIM that Redis
+    /// carried out was lost (Redis restarted or the call timed out), so the task is RUNNING
+    /// here in Redis's eyes only. An id must be unknown at two audits in a row.
+    pub async fn audit_loop(self: Arc<Self>, stop: CancellationToken) {
+        if self.concurrency == 0 {
+            return;
+        }
+        let mut suspects: std::collections::HashSet<String> = Default::default();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(AUDIT_EVERY) => {}
+            }
+            let Ok(ids) = self.store.inflight(&self.node).await else {
+                continue;
+            };
+            let unknown: std::collections::HashSet<String> = {
+                let known = self.known.lock().unwrap();
+                ids.into_iter().filter(|id| !known.contains(id)).collect()
+            };
+            let lost: Vec<String> = unknown.intersection(&suspects).cloned().collect();
+            if !lost.is_empty() {
+                match self.store.recover(&self.node, &lost).await {
+                    Ok((requeued, ended)) => {
+                        tracing::warn!(requeued, ended, "put back runs whose claim reply was lost")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not put back lost claims"),
+                }
+            }
+            suspects = unknown;
         }
     }
 }

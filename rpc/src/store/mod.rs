@@ -110,6 +110,8 @@ struct Scripts {
     lease_acquire: Script,
     lease_renew: Script,
     lease_release: Script,
+    reassign: Script,
+    admit: Script,
 }
 
 impl Scripts {
@@ -128,6 +130,8 @@ impl Scripts {
             lease_acquire: s(scripts::LEASE_ACQUIRE),
             lease_renew: s(scripts::LEASE_RENEW),
             lease_release: s(scripts::LEASE_RELEASE),
+            reassign: s(scripts::REASSIGN),
+            admit: s(scripts::ADMIT),
         }
     }
 }
@@ -214,8 +218,12 @@ pub enum KillOutcome {
 #[derive(Clone, Debug)]
 pub enum LeaseAcquire {
     Taken(u64),
-    /// Somebody holds it: their name and epoch.
-    Held(String, u64),
+    /// Not taken: who holds it (nobody during a hold-off after data loss), and how long until
+    /// it may be free.
+    Held {
+        holder: Option<(String, u64)>,
+        free_in: Duration,
+    },
 }
 
 /// What a node publishes about itself at each heartbeat.
@@ -241,6 +249,8 @@ pub struct NodeRecord {
     pub version: String,
     pub epoch: u64,
     pub leaving: bool,
+    /// Declared dead by the master (until it admits the node again).
+    pub dead: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -582,46 +592,75 @@ impl Store {
 
     // ---- master ----
 
-    /// Fenced: refused with `NotMaster` unless `holder` is the current lease value.
+    /// Fenced: refused with `NotMaster` unless `holder` is the current lease value. Gives work
+    /// only to `nodes` (the ones the master's membership admits as alive).
     pub async fn dispatch(
         &self,
         holder: &str,
+        epoch: u64,
         max: usize,
         dead_after: Duration,
+        nodes: &[String],
     ) -> Result<DispatchReport> {
         let mut c = self.conn.clone();
-        let r: redis::RedisResult<(i64, i64, i64, i64)> = self
-            .invoke(&self.scripts.dispatch)
-            .arg(holder)
+        let mut inv = self.invoke(&self.scripts.dispatch);
+        inv.arg(holder)
             .arg(max)
             .arg(dead_after.as_millis() as u64)
-            .invoke_async(&mut c)
-            .await;
-        match r {
-            Ok((moved, left, next, now)) => Ok(DispatchReport {
-                moved: moved as u64,
-                left: left as u64,
-                next_due: (next >= 0).then_some(next),
-                now,
-            }),
-            Err(e) if e.to_string().contains("NOTMASTER") => Err(StoreError::NotMaster),
-            Err(e) => Err(e.into()),
+            .arg(epoch);
+        for n in nodes {
+            inv.arg(n);
         }
+        let (moved, left, next, now): (i64, i64, i64, i64) =
+            fenced(inv.invoke_async(&mut c).await)?;
+        Ok(DispatchReport {
+            moved: moved as u64,
+            left: left as u64,
+            next_due: (next >= 0).then_some(next),
+            now,
+        })
     }
 
-    pub async fn lease_acquire(&self, node: &str, ttl: Duration) -> Result<LeaseAcquire> {
+    /// Takes the lease if it is free. `known_epoch` is the highest epoch this node has seen
+    /// (how Redis data loss is noticed).
+    pub async fn lease_acquire(
+        &self,
+        node: &str,
+        ttl: Duration,
+        known_epoch: u64,
+    ) -> Result<LeaseAcquire> {
         let mut c = self.conn.clone();
-        let (taken, value): (i64, String) = self
+        let (taken, value, ms): (i64, String, i64) = self
             .invoke(&self.scripts.lease_acquire)
             .arg(node)
             .arg(ttl.as_millis() as u64)
+            .arg(known_epoch)
             .invoke_async(&mut c)
             .await?;
         if taken == 1 {
             return Ok(LeaseAcquire::Taken(value.parse().unwrap_or(0)));
         }
-        let (name, epoch) = parse_holder(&value);
-        Ok(LeaseAcquire::Held(name, epoch))
+        Ok(LeaseAcquire::Held {
+            holder: (!value.is_empty()).then(|| parse_holder(&value)),
+            free_in: Duration::from_millis(ms.max(0) as u64),
+        })
+    }
+
+    /// Fenced: a node was declared dead; its inbox and in-flight tasks go back.
+    /// Returns (requeued, ended).
+    pub async fn reassign(&self, holder: &str, node: &str) -> Result<(u64, u64)> {
+        let mut c = self.conn.clone();
+        let mut inv = self.invoke(&self.scripts.reassign);
+        inv.arg(holder).arg(node).arg(task::RESULTS_KEPT);
+        fenced(inv.invoke_async(&mut c).await)
+    }
+
+    /// Fenced: a node declared dead may take work again.
+    pub async fn admit(&self, holder: &str, node: &str) -> Result<()> {
+        let mut c = self.conn.clone();
+        let mut inv = self.invoke(&self.scripts.admit);
+        inv.arg(holder).arg(node);
+        fenced::<i64>(inv.invoke_async(&mut c).await).map(|_| ())
     }
 
     pub async fn lease_renew(&self, holder: &str, ttl: Duration) -> Result<bool> {
@@ -704,15 +743,22 @@ impl Store {
         Ok(inv.invoke_async(&mut c).await?)
     }
 
-    /// Puts back what this node had in flight when it last stopped: (requeued, ended).
-    pub async fn recover(&self, node: &str) -> Result<(u64, u64)> {
+    /// Puts back in-flight runs this node is not running: `ids`, or (empty) all of them, as
+    /// at start. Returns (requeued, ended).
+    pub async fn recover(&self, node: &str, ids: &[String]) -> Result<(u64, u64)> {
         let mut c = self.conn.clone();
-        Ok(self
-            .invoke(&self.scripts.recover)
-            .arg(node)
-            .arg(task::RESULTS_KEPT)
-            .invoke_async(&mut c)
-            .await?)
+        let mut inv = self.invoke(&self.scripts.recover);
+        inv.arg(node).arg(task::RESULTS_KEPT);
+        for id in ids {
+            inv.arg(id);
+        }
+        Ok(inv.invoke_async(&mut c).await?)
+    }
+
+    /// The ids in this node's in-flight list.
+    pub async fn inflight(&self, node: &str) -> Result<Vec<String>> {
+        let mut c = self.conn.clone();
+        Ok(c.lrange(self.keys.inflight(node), 0, -1).await?)
     }
 
     /// Marks the node leaving and gives its unclaimed inbox back; returns how many.
@@ -725,8 +771,9 @@ impl Store {
             .await?)
     }
 
-    /// Presence; returns the Redis server time (ms).
-    pub async fn heartbeat(&self, b: &Beat<'_>) -> Result<i64> {
+    /// Presence, and `signed` (the `0:` heartbeat) published on the Public channel; returns
+    /// the Redis server time (ms).
+    pub async fn heartbeat(&self, b: &Beat<'_>, signed: &str) -> Result<i64> {
         let mut c = self.conn.clone();
         Ok(self
             .invoke(&self.scripts.heartbeat)
@@ -737,6 +784,7 @@ impl Store {
             .arg(b.version)
             .arg(b.epoch)
             .arg(if b.leaving { 1 } else { 0 })
+            .arg(signed)
             .invoke_async(&mut c)
             .await?)
     }
@@ -769,6 +817,7 @@ impl Store {
                     version: get("version"),
                     epoch: get("epoch").parse().unwrap_or(0),
                     leaving: get("leaving") == "1",
+                    dead: get("dead") == "1",
                     name,
                 }
             })
@@ -822,6 +871,15 @@ impl Store {
                 .unwrap_or_else(|| "0-0".to_string());
         }
         Ok((new_last, out))
+    }
+}
+
+/// Maps a fenced script's refusal to `NotMaster`.
+fn fenced<T>(r: redis::RedisResult<T>) -> Result<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) if e.to_string().contains("NOTMASTER") => Err(StoreError::NotMaster),
+        Err(e) => Err(e.into()),
     }
 }
 

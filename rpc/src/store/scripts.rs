@@ -17,7 +17,8 @@
 //!   `P:inflight:<node>` list (claimed, not yet finished)
 //! - `P:seq` (creation order) and `P:claims` (claim numbers) counters
 //! - `P:req:<request id>` → task id, for idempotent CreateTask retries (1 day)
-//! - `P:lease` = "<node> <epoch>" with PX; `P:epoch` counter
+//! - `P:lease` = "<node> <epoch>" with PX; `P:epoch` counter; `P:holdoff` (after data loss);
+//!   `P:dispatched` hash epoch → tasks dispatched under it
 //! - `P:nodes` sorted set node → last heartbeat (ms); `P:nodeinfo:<node>` hash
 //! - `P:events` stream of task changes (id, kind c|d), capped ~10k
 //! - channels `P:node:<node>` (wake-ups: `inbox`, `due`, `kill <id>`) and `P:Public`
@@ -78,9 +79,13 @@ return {1, id}
 "#;
 
 /// DISPATCH (master only, fenced): moves due WAITING tasks into live nodes' inboxes.
-/// ARGV: 2 lease holder "<node> <epoch>", 3 max tasks, 4 dead_after_ms
+/// ARGV: 2 lease holder "<node> <epoch>", 3 max tasks, 4 dead_after_ms, 5 epoch,
+///       6… the nodes the master's membership admits as alive
 /// Refuses with NOTMASTER unless the lease is held by exactly this holder, so a master that
-/// lost its lease can never dispatch. Picks, per task, the live node with the lowest
+/// lost its lease can never dispatch. Counts what each epoch moved in `P:dispatched` (the
+/// evidence that a deposed master wrote nothing) and stamps the epoch on each task. Among the
+/// admitted nodes that also heartbeated within dead_after, work and are not leaving or
+/// declared dead, picks, per task, the one with the lowest
 /// (inbox + in-flight) / concurrency, and never fills an inbox past 4 × concurrency + 32, so
 /// work stays movable. Wakes each node it gave work to.
 /// Returns {moved, due tasks left, next due time (ms) or -1, server time (ms)}.
@@ -88,12 +93,14 @@ pub(super) const DISPATCH: &str = r#"
 if redis.call('GET', k('lease')) ~= ARGV[2] then return redis.error_reply('NOTMASTER lease lost') end
 local now = now_ms()
 local limit = tonumber(ARGV[3])
-local names = redis.call('ZRANGEBYSCORE', k('nodes'), now - tonumber(ARGV[4]), '+inf')
+local fresh = now - tonumber(ARGV[4])
 local nodes = {}
-for _, name in ipairs(names) do
-  local info = redis.call('HMGET', k('nodeinfo', name), 'concurrency', 'leaving')
+for i = 6, #ARGV do
+  local name = ARGV[i]
+  local seen = tonumber(redis.call('ZSCORE', k('nodes'), name) or '0')
+  local info = redis.call('HMGET', k('nodeinfo', name), 'concurrency', 'leaving', 'dead')
   local conc = tonumber(info[1]) or 0
-  if conc > 0 and info[2] ~= '1' then
+  if seen >= fresh and conc > 0 and info[2] ~= '1' and info[3] ~= '1' then
     local load = redis.call('LLEN', k('inbox', name)) + redis.call('LLEN', k('inflight', name))
     table.insert(nodes, {name = name, load = load, conc = conc, cap = conc * 5 + 32, woken = false})
   end
@@ -110,7 +117,7 @@ if #nodes > 0 then
     redis.call('ZREM', k('due'), id)
     local t = redis.call('HMGET', k('task', id), 'state', 'seq')
     if t[1] == 'WAITING' then
-      redis.call('HSET', k('task', id), 'state', 'INQUEUE', 'node', best.name, 'updated', now)
+      redis.call('HSET', k('task', id), 'state', 'INQUEUE', 'node', best.name, 'epoch', ARGV[5], 'updated', now)
       move_state(id, 'WAITING', 'INQUEUE', t[2])
       redis.call('LPUSH', k('inbox', best.name), id)
       best.load = best.load + 1
@@ -122,6 +129,7 @@ if #nodes > 0 then
   for _, n in ipairs(nodes) do
     if n.woken then redis.call('PUBLISH', k('node', n.name), 'inbox') end
   end
+  if moved > 0 then redis.call('HINCRBY', k('dispatched'), ARGV[5], moved) end
 end
 local left = redis.call('ZCOUNT', k('due'), '-inf', now)
 local first = redis.call('ZRANGE', k('due'), 0, 0, 'WITHSCORES')
@@ -266,8 +274,9 @@ event(id, 'd')
 return 'deleted'
 "#;
 
-/// RECOVER (node, at start): what the node had in flight when it stopped is not running any
-/// more. ARGV: 2 node, 3 results kept
+/// RECOVER (node): runs the node has in flight but is not running. At start that is everything
+/// it had (it restarted); later, a claim whose reply was lost (Redis restarted mid-call).
+/// ARGV: 2 node, 3 results kept, 4… the ids (none: the whole in-flight list)
 /// Each task still RUNNING on this node goes back to the front of its inbox (INQUEUE), or
 /// ends KILLED if a kill was asked, or RUNTIME_ERROR if it had no attempts left (a task
 /// that kills its node every time must not loop forever).
@@ -277,8 +286,12 @@ local node, keep = ARGV[2], tonumber(ARGV[3])
 local inflight, inbox = k('inflight', node), k('inbox', node)
 local now = now_ms()
 local requeued, ended = 0, 0
-local ids = redis.call('LRANGE', inflight, 0, -1)
+local ids = {}
+for i = 4, #ARGV do table.insert(ids, ARGV[i]) end
+local all = #ids == 0
+if all then ids = redis.call('LRANGE', inflight, 0, -1) end
 for _, id in ipairs(ids) do
+  if not all then redis.call('LREM', inflight, 0, id) end
   local tk = k('task', id)
   local t = redis.call('HMGET', tk, 'state', 'node', 'attempts', 'max_attempts', 'seq', 'kill')
   if t[1] == 'RUNNING' and t[2] == node then
@@ -289,7 +302,7 @@ for _, id in ipairs(ids) do
       redis.call('RPUSH', inbox, id)
       requeued = requeued + 1
     else
-      local msg = 'node ' .. node .. ' stopped while the task ran'
+      local msg = 'the run on node ' .. node .. ' was lost (the node stopped)'
       redis.call('LPUSH', k('results', id), cjson.encode({code = 1, message = msg, node = node,
         started_at = 0, finished_at = now, attempt = tonumber(t[3])}))
       redis.call('LTRIM', k('results', id), 0, keep - 1)
@@ -300,7 +313,7 @@ for _, id in ipairs(ids) do
     event(id, 'c')
   end
 end
-redis.call('DEL', inflight)
+if all then redis.call('DEL', inflight) end
 return {requeued, ended}
 "#;
 
@@ -330,26 +343,40 @@ if n > 0 then wake_master('due') end
 return n
 "#;
 
-/// HEARTBEAT (node): presence in Redis. ARGV: 2 node, 3 addr, 4 concurrency, 5 running,
-/// 6 version, 7 epoch seen, 8 leaving (1 while shutting down: no new work for it).
+/// HEARTBEAT (node): presence in Redis, and the signed heartbeat on the Public channel in the
+/// same round trip. ARGV: 2 node, 3 addr, 4 concurrency, 5 running, 6 version, 7 epoch seen,
+/// 8 leaving (1 while shutting down: no new work for it), 9 the signed `0:` message.
 /// Returns the server time (ms).
 pub(super) const HEARTBEAT: &str = r#"
 local now = now_ms()
 redis.call('ZADD', k('nodes'), now, ARGV[2])
 redis.call('HSET', k('nodeinfo', ARGV[2]), 'addr', ARGV[3], 'concurrency', ARGV[4], 'running', ARGV[5],
   'version', ARGV[6], 'epoch', ARGV[7], 'last', now, 'leaving', ARGV[8])
+redis.call('PUBLISH', k('Public'), ARGV[9])
 return now
 "#;
 
 /// LEASE_ACQUIRE: takes the master lease if nobody holds it, with a new epoch.
-/// ARGV: 2 node, 3 lease ms. Returns {1, epoch} when taken, {0, holder} otherwise.
-/// The epoch rises with every new master: it is the fencing token.
+/// ARGV: 2 node, 3 lease ms, 4 the highest epoch this node has seen.
+/// Returns {1, epoch, ttl} when taken, {0, holder, ms until it may be free} otherwise.
+/// The epoch rises with every new master: it is the fencing token. If a node has seen a
+/// higher epoch than Redis holds, Redis lost data (restarted empty, or from an old file):
+/// the epoch is raised past what was seen, and nobody may take the lease for a whole lease
+/// time (`P:holdoff`), so any master of before the loss has passed its own deadline.
 pub(super) const LEASE_ACQUIRE: &str = r#"
 local holder = redis.call('GET', k('lease'))
-if holder then return {0, holder} end
+if holder then return {0, holder, redis.call('PTTL', k('lease'))} end
+if redis.call('EXISTS', k('holdoff')) == 1 then return {0, '', redis.call('PTTL', k('holdoff'))} end
+local known = tonumber(ARGV[4])
+local cur = tonumber(redis.call('GET', k('epoch')) or '0')
+if known > cur then
+  redis.call('SET', k('epoch'), known)
+  redis.call('SET', k('holdoff'), 1, 'PX', ARGV[3])
+  return {0, '', tonumber(ARGV[3])}
+end
 local epoch = redis.call('INCR', k('epoch'))
 redis.call('SET', k('lease'), ARGV[2] .. ' ' .. epoch, 'PX', ARGV[3])
-return {1, tostring(epoch)}
+return {1, tostring(epoch), tonumber(ARGV[3])}
 "#;
 
 /// LEASE_RENEW: extends the lease only if this exact holder still has it.
@@ -362,9 +389,9 @@ end
 return 0
 "#;
 
-/// LEASE_RELEASE: gives the lease up (resign, shutdown) if this holder has it, and says so on
-/// the Public channel so the others can take over at once. ARGV: 2 holder, 3 announcement.
-/// Returns 1 if released.
+/// LEASE_RELEASE: gives the lease up (resign, shutdown) if this holder has it, and publishes
+/// the signed announcement on the Public channel so the others take over at once.
+/// ARGV: 2 holder, 3 the signed `2:` announcement. Returns 1 if released.
 pub(super) const LEASE_RELEASE: &str = r#"
 if redis.call('GET', k('lease')) == ARGV[2] then
   redis.call('DEL', k('lease'))
@@ -372,4 +399,56 @@ if redis.call('GET', k('lease')) == ARGV[2] then
   return 1
 end
 return 0
+"#;
+
+/// REASSIGN (master only, fenced): a node was declared dead; its work goes back.
+/// ARGV: 2 lease holder, 3 node, 4 results kept
+/// Every task in its inbox (INQUEUE there) goes back to WAITING, due now. Every task in its
+/// in-flight list still RUNNING there goes back to WAITING due now (its started attempt
+/// counts), or ends KILLED if a kill was asked, or RUNTIME_ERROR if no attempts are left.
+/// Finished tasks are not in these lists, so they are never re-run; recurring tasks keep
+/// their due time; the node's claim numbers die with it, so if it comes back it cannot
+/// record a run of a task it lost. The node is marked dead until the master admits it again.
+/// Returns {requeued, ended}.
+pub(super) const REASSIGN: &str = r#"
+if redis.call('GET', k('lease')) ~= ARGV[2] then return redis.error_reply('NOTMASTER lease lost') end
+local node, keep = ARGV[3], tonumber(ARGV[4])
+local now = now_ms()
+local requeued, ended = 0, 0
+redis.call('HSET', k('nodeinfo', node), 'dead', 1)
+for _, list in ipairs({k('inbox', node), k('inflight', node)}) do
+  for _, id in ipairs(redis.call('LRANGE', list, 0, -1)) do
+    local tk = k('task', id)
+    local t = redis.call('HMGET', tk, 'state', 'node', 'attempts', 'max_attempts', 'seq', 'kill')
+    if (t[1] == 'INQUEUE' or t[1] == 'RUNNING') and t[2] == node then
+      local new = 'WAITING'
+      if t[6] == '1' then new = 'KILLED'
+      elseif t[1] == 'RUNNING' and tonumber(t[3]) >= tonumber(t[4]) then new = 'RUNTIME_ERROR' end
+      if new == 'WAITING' then
+        redis.call('HSET', tk, 'due', now)
+        redis.call('ZADD', k('due'), now, id)
+        requeued = requeued + 1
+      else
+        local msg = 'node ' .. node .. ' died while the task ran'
+        redis.call('LPUSH', k('results', id), cjson.encode({code = 1, message = msg, node = node,
+          started_at = 0, finished_at = now, attempt = tonumber(t[3])}))
+        redis.call('LTRIM', k('results', id), 0, keep - 1)
+        ended = ended + 1
+      end
+      redis.call('HSET', tk, 'state', new, 'updated', now)
+      move_state(id, t[1], new, t[5])
+      event(id, 'c')
+    end
+  end
+  redis.call('DEL', list)
+end
+return {requeued, ended}
+"#;
+
+/// ADMIT (master only, fenced): a node declared dead answered a probe again; it may take
+/// work. ARGV: 2 lease holder, 3 node. Returns 1.
+pub(super) const ADMIT: &str = r#"
+if redis.call('GET', k('lease')) ~= ARGV[2] then return redis.error_reply('NOTMASTER lease lost') end
+redis.call('HSET', k('nodeinfo', ARGV[3]), 'dead', 0)
+return 1
 "#;
