@@ -324,10 +324,6 @@ impl Membership {
         let mut to_probe = Vec::new();
         {
             let mut table = self.table.lock().unwrap();
-            if fresh_epoch {
-                // A new mastership trusts nothing it did not check itself.
-                table.clear();
-            }
             for r in records.iter().filter(|r| r.name != self.me) {
                 let age =
                     Duration::from_millis(now_ms.saturating_sub(r.last_heartbeat).max(0) as u64);
@@ -353,6 +349,11 @@ impl Membership {
                         }
                     }
                     Some(m) => {
+                        if fresh_epoch {
+                            // Verdicts of earlier masters are in Redis; admissions this process
+                            // made itself stand.
+                            m.dead = r.dead;
+                        }
                         if heard_at > m.last_heard {
                             m.last_heard = heard_at;
                             m.addr = r.addr.clone();
@@ -368,16 +369,14 @@ impl Membership {
             self.heard_quietly(&name, &addr);
         }
 
-        // The silent: probe once more, then declare dead.
+        // The silent (admitted or not: an unadmitted node may hold work a previous master gave
+        // it): probe once more, then declare dead.
         let silent: Vec<(String, String)> = {
             let mut table = self.table.lock().unwrap();
             table
                 .iter_mut()
                 .filter(|(_, m)| {
-                    m.admitted
-                        && !m.dead
-                        && !m.probing
-                        && now.duration_since(m.last_heard) > self.dead_after
+                    !m.dead && !m.probing && now.duration_since(m.last_heard) > self.dead_after
                 })
                 .map(|(n, m)| {
                     m.probing = true;

@@ -58,7 +58,8 @@ impl Redis {
         Self::start_with(false)
     }
 
-    /// With `aof`, every write is appended (fsync every second) so a restart keeps the data.
+    /// With `aof`, every write is appended and fsync'd before Redis answers, so even a kill -9
+    /// of Redis keeps every acknowledged write.
     pub fn start_with(aof: bool) -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -84,6 +85,7 @@ impl Redis {
                 "",
             ])
             .args(["--appendonly", if aof { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())
@@ -161,7 +163,10 @@ impl Node {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitflock-node"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("GITFLOCK_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("GITFLOCK_NODE_NAME", &self.name)
             .env("GITFLOCK_NODE_DATA_DIR", &self.data)
             .env(
@@ -270,6 +275,20 @@ impl Cluster {
     }
 
     /// `env` applies to every node; per-node settings can be changed with [`Cluster::add`].
+    /// On a given Redis (e.g. one with AOF).
+    pub async fn start_on(redis: Redis, n: usize) -> Cluster {
+        let mut c = Cluster {
+            redis,
+            nodes: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for _ in 0..n {
+            c.add(&[]).await;
+        }
+        c.wait_master().await;
+        c
+    }
+
     pub async fn start_with(n: usize, env: &[(&str, &str)]) -> Cluster {
         let mut c = Cluster {
             redis: Redis::start(),
@@ -372,6 +391,25 @@ impl Cluster {
             .iter()
             .map(|n| format!("--- {}\n{}", n.name, n.log_text()))
             .collect()
+    }
+}
+
+impl Drop for Cluster {
+    // A failing test shows what the nodes said (the last lines of each log).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for n in &self.nodes {
+                let text = n.log_text();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(40)..];
+                eprintln!(
+                    "--- {} (last {} lines)\n{}",
+                    n.name,
+                    tail.len(),
+                    tail.join("\n")
+                );
+            }
+        }
     }
 }
 
