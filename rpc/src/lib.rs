@@ -9,7 +9,7 @@
 //! - [`task`]: states, limits, validation, the JSON form.
 //! - [`membership`]: presence, signed heartbeats, probes, verdicts and failover of work;
 //!   [`public`]: the signed Public channel protocol; [`listener`]: pub/sub wake-ups.
-//! - [`node`]: the daemon's wiring and ordered shutdown; [`cli`]: the `gitflock` commands,
+//! - [`node`]: the daemon's wiring and ordered shutdown; [`systemd`]: readiness and watchdog; [`cli`]: the `gitflock` commands,
 //!   with [`cli::dev`], a whole local cluster in one command.
 
 pub mod changes;
@@ -24,5 +24,6 @@ pub mod public;
 pub mod runner;
 pub mod service;
 pub mod store;
+pub mod systemd;
 pub mod task;
 pub mod worker;

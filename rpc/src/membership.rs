@@ -122,8 +122,19 @@ impl Presence {
 
     pub async fn run(self, stop: CancellationToken) {
         let mut failing = false;
+        let watchdog = crate::systemd::watchdog_every();
+        let mut fed = std::time::Instant::now();
         loop {
-            match self.beat().await {
+            let beat = self.beat().await;
+            // The watchdog is fed by the loop that carries heartbeats: if the runtime wedges,
+            // systemd restarts the node. (Redis being away is not a reason to restart.)
+            if let Some(every) = watchdog
+                && fed.elapsed() >= every
+            {
+                crate::systemd::watchdog();
+                fed = std::time::Instant::now();
+            }
+            match beat {
                 Ok(_) if failing => {
                     tracing::info!("heartbeats reach redis again");
                     failing = false;
@@ -135,9 +146,10 @@ impl Presence {
                 }
                 Err(_) => {}
             }
+            let pause = watchdog.map_or(self.heartbeat, |w| w.min(self.heartbeat));
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(self.heartbeat) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }

@@ -228,7 +228,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "node ready"
     );
 
+    crate::systemd::ready();
     stop.cancelled().await;
+    crate::systemd::stopping();
 
     // 1. Mastership goes at once to another node (announced on the Public channel).
     lease_stop.cancel();
