@@ -92,11 +92,22 @@ impl std::fmt::Debug for ClusterConfig {
 }
 
 #[derive(Clone, Debug)]
+pub struct ChainConfig {
+    /// Where blocks are pushed (a git URL or path); None: no blocks.
+    pub remote: Option<String>,
+    /// The branch name pattern: `{node}` and `{date}` (YYYYMMDD, UTC) are replaced.
+    pub branch: String,
+    /// How often each node pushes a block (0: only on demand).
+    pub block_interval: Duration,
+}
+
+#[derive(Clone, Debug)]
 pub struct Config {
     pub node: NodeConfig,
     pub redis: RedisConfig,
     pub cluster: ClusterConfig,
-    /// Keys of sections whose features land in later issues (mirror, chain, web), kept
+    pub chain: ChainConfig,
+    /// Keys of sections whose features land in later issues (mirror, web), kept
     /// validated so a config written for the whole product loads today.
     pub extra: BTreeMap<String, toml::Value>,
 }
@@ -357,10 +368,37 @@ impl Config {
             )));
         }
 
+        let remote = raw.str("chain", "remote").filter(|r| !r.trim().is_empty());
+        if let Some(r) = &remote
+            && (r.starts_with('-') || r.contains("::") || r.chars().any(char::is_control))
+        {
+            return Err(ConfigError("[chain] remote: not a git URL or path".into()));
+        }
+        let branch = raw
+            .str("chain", "branch")
+            .unwrap_or_else(|| "{node}-{date}".into());
+        let sample = branch.replace("{node}", "n").replace("{date}", "20260101");
+        if sample.is_empty()
+            || sample.starts_with(['-', '/', '.'])
+            || sample.ends_with(['/', '.'])
+            || sample.contains("..")
+            || !sample
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            return Err(ConfigError(format!(
+                "[chain] branch {branch:?}: not a valid branch name pattern"
+            )));
+        }
+        let block_interval =
+            Duration::from_secs(
+                raw.int("chain", "block_interval_secs", 3600, 0, 366 * 86400)? as u64,
+            );
+
         let extra = raw
             .values
             .iter()
-            .filter(|((s, _), _)| !matches!(s.as_str(), "node" | "redis" | "cluster"))
+            .filter(|((s, _), _)| !matches!(s.as_str(), "node" | "redis" | "cluster" | "chain"))
             .map(|((s, k), v)| (format!("{s}.{k}"), v.clone()))
             .collect();
 
@@ -380,6 +418,11 @@ impl Config {
                 heartbeat: Duration::from_millis(heartbeat as u64),
                 dead_after: Duration::from_millis(dead_after as u64),
                 lease: Duration::from_millis(lease as u64),
+            },
+            chain: ChainConfig {
+                remote,
+                branch,
+                block_interval,
             },
             extra,
         })

@@ -12,6 +12,8 @@
 //! - [`node`]: the daemon's wiring and ordered shutdown; [`systemd`]: readiness and watchdog; [`cli`]: the `gitflock` commands,
 //!   with [`cli::dev`], a whole local cluster in one command.
 
+pub mod chain;
+pub mod chain_service;
 pub mod changes;
 pub mod cli;
 pub mod config;
@@ -21,6 +23,7 @@ pub mod listener;
 pub mod membership;
 pub mod node;
 pub mod public;
+pub mod redact;
 pub mod runner;
 pub mod service;
 pub mod store;

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use crate::chain::{self, Chain};
+use crate::chain_service::ChainService;
 use crate::changes::ChangeHub;
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
@@ -17,10 +19,12 @@ use crate::lease::Lease;
 use crate::listener::Listener;
 use crate::membership::{Membership, Presence};
 use crate::public::Signer;
+use crate::runner;
 use crate::runner::Registry;
 use crate::service::{Auth, NodeService, TaskService};
 use crate::store::Store;
 use crate::worker::Worker;
+use gitflock_proto::v1::chain_server::ChainServer;
 use gitflock_proto::v1::{nodes_server::NodesServer, tasks_server::TasksServer};
 use tokio::sync::Notify;
 
@@ -102,7 +106,41 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     tracing::info!(node = %name, prefix = %config.redis.prefix, "connected to redis");
 
-    let registry = Registry::new();
+    // The log chain needs no Redis; open it first (a second process on this data dir fails
+    // here).
+    let chain = {
+        let (name, dir) = (name.clone(), config.node.data_dir.clone());
+        tokio::task::spawn_blocking(move || Chain::open(&name, &dir, chain::Clock::from_env()))
+            .await??
+    };
+    let registry = Registry::new(Arc::new(runner::Context {
+        node: name.clone(),
+        store: store.clone(),
+        chain: Some(chain.clone()),
+        chain_remote: config.chain.remote.clone(),
+        branch_pattern: config.chain.branch.clone(),
+    }));
+    if config.chain.remote.is_some() && !config.chain.block_interval.is_zero() {
+        // This node's standing recurring block task, made once (its id is derived from the
+        // node name).
+        let id = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("gitflock-block:{name}").as_bytes(),
+        );
+        store
+            .create(&crate::store::NewTask {
+                id: id.hyphenated().to_string(),
+                name: format!("block {name}"),
+                kind: "block".into(),
+                target: name.clone(),
+                interval_secs: config.chain.block_interval.as_secs(),
+                max_attempts: 3,
+                timeout_secs: 300,
+                request_id: String::new(),
+                pin: name.clone(),
+            })
+            .await?;
+    }
     let signer = Arc::new(Signer::new(&config.cluster.token, &name));
     let lease = Lease::new(
         store.clone(),
@@ -191,6 +229,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         default_max_attempts: config.node.max_attempts,
         default_timeout_secs: config.node.task_timeout.as_secs(),
     };
+    let chain_service = ChainService {
+        chain,
+        store: store.clone(),
+        node: name.clone(),
+        remote: config.chain.remote.clone(),
+    };
     let nodes = NodeService {
         store: store.clone(),
         lease: lease.clone(),
@@ -214,7 +258,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(TasksServer::with_interceptor(tasks, auth.clone()))
-            .add_service(NodesServer::with_interceptor(nodes, auth))
+            .add_service(NodesServer::with_interceptor(nodes, auth.clone()))
+            .add_service(ChainServer::with_interceptor(chain_service, auth))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 async move { server_stop.cancelled().await },

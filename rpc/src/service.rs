@@ -171,6 +171,7 @@ impl TaskService {
                 r.timeout_secs
             },
             request_id: r.request_id.clone(),
+            pin: runner.pin(&r.target).unwrap_or_default(),
         })
     }
 

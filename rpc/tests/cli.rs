@@ -130,7 +130,7 @@ async fn errors_are_one_line_with_exit_1_and_usage_is_exit_2() {
 
     let out = gitflock(&url, &["task", "create", "--type", "bogus"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(one_line_error(&out).contains("known types: echo, sleep"));
+    assert!(one_line_error(&out).contains("known types: block, echo, sleep"));
 
     let out = gitflock(&url, &["task", "get", "nope"]);
     assert_eq!(out.status.code(), Some(1));

@@ -307,7 +307,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
                 r#type: "nope".into(),
                 ..Default::default()
             }),
-            "known types: echo, sleep",
+            "known types: block, echo, sleep",
         ),
         (
             bad(CreateTaskRequest {
@@ -514,6 +514,7 @@ async fn list_tasks_filters_and_paginates_without_gaps_or_repeats() {
         let mut c = gitflock::cli::Client {
             tasks: c.tasks.clone(),
             nodes: c.nodes.clone(),
+            chain: c.chain.clone(),
         };
         async move {
             let mut out = Vec::new();

@@ -193,6 +193,14 @@ pub async fn run(args: DevArgs) -> Result<()> {
     };
 
     write_private(&data.join("token"), &format!("{token}\n"))?;
+    // Blocks of the log chains go to a local bare repository (when git is installed).
+    let chain_remote = data.join("chain-remote.git");
+    let have_remote = chain_remote.join("HEAD").is_file()
+        || std::process::Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&chain_remote)
+            .status()
+            .is_ok_and(|s| s.success());
     let mut endpoints = Vec::new();
     for i in 1..=args.nodes {
         let name = format!("node{i}");
@@ -209,6 +217,15 @@ pub async fn run(args: DevArgs) -> Result<()> {
             .env("GITFLOCK_NODE_CONCURRENCY", args.concurrency.to_string())
             .env("GITFLOCK_REDIS_URL", &redis_url)
             .env("GITFLOCK_CLUSTER_TOKEN", &token)
+            .env(
+                "GITFLOCK_CHAIN_REMOTE",
+                if have_remote {
+                    chain_remote.as_os_str()
+                } else {
+                    "".as_ref()
+                },
+            )
+            .env("GITFLOCK_CHAIN_BLOCK_INTERVAL_SECS", "300")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| CliError(e.to_string()))?)
             .stderr(log)
@@ -268,6 +285,12 @@ pub async fn run(args: DevArgs) -> Result<()> {
         println!(
             "  {name}:  {url}{role}   log: {}",
             data.join(format!("{name}.log")).display()
+        );
+    }
+    if have_remote {
+        println!(
+            "  blocks: {} (every 5 min; `gitflock block make` now)",
+            chain_remote.display()
         );
     }
     println!("  token:  {token}");

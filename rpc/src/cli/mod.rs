@@ -5,6 +5,7 @@
 pub mod dev;
 
 use clap::{Parser, Subcommand};
+use gitflock_proto::v1::chain_client::ChainClient;
 use gitflock_proto::v1::nodes_client::NodesClient;
 use gitflock_proto::v1::tasks_client::TasksClient;
 use gitflock_proto::v1::{
@@ -55,8 +56,51 @@ pub enum Command {
     Nodes,
     /// The master, its epoch, the nodes and the task counts.
     Status,
+    /// Write, read and verify the node's log chain.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Push blocks of the log chains, list them.
+    #[command(subcommand)]
+    Block(BlockCommand),
     /// Run a whole local cluster: redis-server, N nodes; Ctrl-C stops all of it.
     Dev(dev::DevArgs),
+}
+
+#[derive(Subcommand)]
+pub enum LogCommand {
+    /// Append an entry (CONTENT `-`: one entry per line of standard input, written as one unit).
+    Write {
+        #[arg(long, default_value = "info")]
+        level: String,
+        /// The entry's time, RFC 3339 (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        content: String,
+    },
+    /// Print entries from a height on (1: the first).
+    Read {
+        #[arg(long, default_value_t = 1)]
+        since: u64,
+        /// Keep printing new entries.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Check the chain, and that the remote still holds every block.
+    Verify,
+}
+
+#[derive(Subcommand)]
+pub enum BlockCommand {
+    /// Push a block now: of one node, or of every live node; waits for the result.
+    Make {
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// The blocks pushed, newest first.
+    List {
+        #[arg(long)]
+        node: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -182,6 +226,7 @@ pub type Authed = InterceptedService<Channel, Bearer>;
 pub struct Client {
     pub tasks: TasksClient<Authed>,
     pub nodes: NodesClient<Authed>,
+    pub chain: ChainClient<Authed>,
 }
 
 impl Client {
@@ -206,7 +251,8 @@ impl Client {
         let b = Bearer(bearer);
         Ok(Client {
             tasks: TasksClient::with_interceptor(channel.clone(), b.clone()),
-            nodes: NodesClient::with_interceptor(channel, b),
+            nodes: NodesClient::with_interceptor(channel.clone(), b.clone()),
+            chain: ChainClient::with_interceptor(channel, b),
         })
     }
 }
@@ -254,7 +300,11 @@ fn when(ms: i64) -> String {
 /// Runs one CLI command (everything but `dev`).
 pub async fn run(cli: Cli) -> Result<()> {
     let token = token(&cli)?;
-    let watching = matches!(cli.command, Command::Task(TaskCommand::Watch { .. }));
+    let watching = matches!(
+        cli.command,
+        Command::Task(TaskCommand::Watch { .. })
+            | Command::Log(LogCommand::Read { follow: true, .. })
+    );
     let timeout = (!watching).then_some(Duration::from_secs(60));
     let mut c = Client::connect(&cli.server, &token, timeout).await?;
     match cli.command {
@@ -312,6 +362,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Log(cmd) => run_log(cmd, &mut c, cli.json).await,
+        Command::Block(cmd) => run_block(cmd, &mut c, cli.json).await,
         Command::Dev(_) => Err(CliError("dev is not a client command".into())),
     }
 }
@@ -567,4 +619,191 @@ fn print_result(r: &gitflock_proto::v1::TaskResult) {
         r.node,
         r.message.replace('\n', " ")
     );
+}
+
+async fn run_log(cmd: LogCommand, c: &mut Client, as_json: bool) -> Result<()> {
+    use gitflock_proto::v1::{LogEntry, ReadLogsRequest, VerifyRequest};
+    match cmd {
+        LogCommand::Write { level, at, content } => {
+            let at = at.unwrap_or_default();
+            let r = if content == "-" {
+                use std::io::BufRead;
+                let mut entries = Vec::new();
+                for line in std::io::stdin().lock().lines() {
+                    let line =
+                        line.map_err(|e| CliError(format!("cannot read standard input: {e}")))?;
+                    if !line.trim().is_empty() {
+                        entries.push(LogEntry {
+                            level: level.clone(),
+                            content: line,
+                            create_at: at.clone(),
+                        });
+                    }
+                }
+                if entries.is_empty() {
+                    return Err(CliError("no entries on standard input".into()));
+                }
+                c.chain
+                    .write_logs(tokio_stream::iter(entries))
+                    .await?
+                    .into_inner()
+            } else {
+                c.chain
+                    .write_log(LogEntry {
+                        level,
+                        content,
+                        create_at: at,
+                    })
+                    .await?
+                    .into_inner()
+            };
+            if as_json {
+                print_json(
+                    &json!({"first_height": r.first_height, "last_height": r.last_height, "count": r.count}),
+                );
+            } else if r.count == 1 {
+                println!("{}", r.first_height);
+            } else {
+                println!(
+                    "{}..{} ({} entries)",
+                    r.first_height, r.last_height, r.count
+                );
+            }
+            Ok(())
+        }
+        LogCommand::Read { since, follow } => {
+            let mut s = c
+                .chain
+                .read_logs(ReadLogsRequest {
+                    since,
+                    since_time: String::new(),
+                    follow,
+                    limit: 0,
+                })
+                .await?
+                .into_inner();
+            while let Some(e) = s.message().await? {
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"height": e.height, "commit": e.commit, "create_at": e.create_at, "level": e.level, "content": e.content})
+                    );
+                } else {
+                    println!(
+                        "{:>8} {} [{}] {}",
+                        e.height, e.create_at, e.level, e.content
+                    );
+                }
+            }
+            Ok(())
+        }
+        LogCommand::Verify => {
+            let v = c.chain.verify_chain(VerifyRequest {}).await?.into_inner();
+            if as_json {
+                print_json(&json!({
+                    "ok": v.ok, "node": v.node, "height": v.height, "blocks_checked": v.blocks_checked,
+                    "bad_height": if v.has_bad_height { json!(v.bad_height) } else { Value::Null },
+                    "bad_commit": v.bad_commit, "problem": v.problem,
+                }));
+            } else if v.ok {
+                println!(
+                    "chain of {} is intact: {} entries, {} blocks checked",
+                    v.node, v.height, v.blocks_checked
+                );
+            }
+            if !v.ok {
+                let at = if v.has_bad_height {
+                    format!(" at height {}", v.bad_height)
+                } else {
+                    String::new()
+                };
+                return Err(CliError(format!(
+                    "chain of {} is broken{at} ({}): {}",
+                    v.node, v.bad_commit, v.problem
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run_block(cmd: BlockCommand, c: &mut Client, as_json: bool) -> Result<()> {
+    use gitflock_proto::v1::{ListBlocksRequest, MakeBlockRequest};
+    match cmd {
+        BlockCommand::Make { node } => {
+            let t = c
+                .chain
+                .make_block(MakeBlockRequest {
+                    node: node.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                let cur = c
+                    .tasks
+                    .get_task(GetTaskRequest { id: t.id.clone() })
+                    .await?
+                    .into_inner();
+                if task::is_final(cur.state()) {
+                    if as_json {
+                        print_json(&task_json(&cur));
+                    } else if let Some(r) = cur.results.first() {
+                        println!("{}", r.message);
+                    }
+                    if cur.state() != gitflock_proto::v1::TaskState::Succeed {
+                        let why = cur
+                            .results
+                            .first()
+                            .map(|r| r.message.clone())
+                            .unwrap_or_default();
+                        return Err(CliError(format!("block failed: {why}")));
+                    }
+                    return Ok(());
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(CliError(format!(
+                        "block task {} did not finish within 120s",
+                        t.id
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        BlockCommand::List { node } => {
+            let blocks = c
+                .chain
+                .list_blocks(ListBlocksRequest {
+                    node: node.unwrap_or_default(),
+                    limit: 0,
+                })
+                .await?
+                .into_inner()
+                .blocks;
+            if as_json {
+                print_json(&Value::Array(
+                    blocks
+                        .iter()
+                        .map(|b| json!({"node": b.node, "branch": b.branch, "tip": b.tip, "height": b.height, "pushed_at": rfc3339(b.pushed_at)}))
+                        .collect(),
+                ));
+            } else {
+                println!(
+                    "{:<16} {:<28} {:>8}  {:<40} PUSHED_AT",
+                    "NODE", "BRANCH", "HEIGHT", "TIP"
+                );
+                for b in blocks {
+                    println!(
+                        "{:<16} {:<28} {:>8}  {:<40} {}",
+                        b.node,
+                        b.branch,
+                        b.height,
+                        b.tip,
+                        when(b.pushed_at)
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
 }

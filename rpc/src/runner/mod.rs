@@ -5,6 +5,7 @@
 //! runs it with a cancellation token that fires on kill, timeout or shutdown. Blocking work
 //! (git) must go to `spawn_blocking` inside `run`, never onto the async workers.
 
+pub mod block;
 mod echo;
 mod sleep;
 
@@ -24,6 +25,20 @@ pub trait Runner: Send + Sync + 'static {
     fn validate(&self, target: &str) -> Result<(), String>;
     /// Runs one attempt. Must end soon after `cancel` fires.
     fn run(&self, target: String, cancel: CancellationToken) -> RunFuture;
+    /// The only node that may run a task with this target (None: any node).
+    fn pin(&self, _target: &str) -> Option<String> {
+        None
+    }
+}
+
+/// What runners may use of the node they run on.
+pub struct Context {
+    pub node: String,
+    pub store: crate::store::Store,
+    pub chain: Option<Arc<crate::chain::Chain>>,
+    pub chain_remote: Option<String>,
+    /// `{node}` and `{date}` are replaced.
+    pub branch_pattern: String,
 }
 
 /// The known task types.
@@ -33,10 +48,11 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new() -> Registry {
+    pub fn new(ctx: Arc<Context>) -> Registry {
         let mut runners: BTreeMap<&'static str, Arc<dyn Runner>> = BTreeMap::new();
         runners.insert("echo", Arc::new(echo::Echo));
         runners.insert("sleep", Arc::new(sleep::Sleep));
+        runners.insert("block", Arc::new(block::Block { ctx }));
         Registry { runners }
     }
 
@@ -47,11 +63,5 @@ impl Registry {
     /// "echo, sleep" — for error messages that list the known types.
     pub fn known(&self) -> String {
         self.runners.keys().copied().collect::<Vec<_>>().join(", ")
-    }
-}
-
-impl Default for Registry {
-    fn default() -> Self {
-        Self::new()
     }
 }

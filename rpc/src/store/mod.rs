@@ -147,6 +147,8 @@ pub struct NewTask {
     pub max_attempts: u32,
     pub timeout_secs: u64,
     pub request_id: String,
+    /// The only node that may run it ('' for any).
+    pub pin: String,
 }
 
 /// A task a node claimed from its inbox.
@@ -362,6 +364,7 @@ impl Store {
             .arg(t.max_attempts)
             .arg(t.timeout_secs)
             .arg(&t.request_id)
+            .arg(&t.pin)
             .invoke_async(&mut c)
             .await?;
         Ok((created == 1, id))
@@ -588,6 +591,45 @@ impl Store {
             .zip(n[STATES.len()..].iter().copied())
             .collect();
         Ok((states, types))
+    }
+
+    // ---- blocks of the log chain ----
+
+    /// Records a pushed block (newest first, the last 1000 per node kept).
+    pub async fn add_block(&self, node: &str, record: &serde_json::Value) -> Result<()> {
+        let key = format!("{}:blocks:{node}", self.keys.prefix());
+        let mut c = self.conn.clone();
+        let _: () = redis::pipe()
+            .lpush(&key, record.to_string())
+            .ltrim(&key, 0, 999)
+            .sadd(format!("{}:blocknodes", self.keys.prefix()), node)
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// Block records of `node` (or of every node), newest first, up to `limit` per node.
+    pub async fn blocks(&self, node: Option<&str>, limit: usize) -> Result<Vec<serde_json::Value>> {
+        let mut c = self.conn.clone();
+        let nodes: Vec<String> = match node {
+            Some(n) => vec![n.to_string()],
+            None => {
+                c.smembers(format!("{}:blocknodes", self.keys.prefix()))
+                    .await?
+            }
+        };
+        let mut out = Vec::new();
+        for n in nodes {
+            let items: Vec<String> = c
+                .lrange(
+                    format!("{}:blocks:{n}", self.keys.prefix()),
+                    0,
+                    limit.max(1) as isize - 1,
+                )
+                .await?;
+            out.extend(items.iter().filter_map(|i| serde_json::from_str(i).ok()));
+        }
+        Ok(out)
     }
 
     // ---- master ----

@@ -53,11 +53,13 @@ pub(super) fn source(body: &str) -> String {
 
 /// CREATE: a new task, WAITING and due now.
 /// ARGV: 2 id, 3 name, 4 type, 5 target, 6 interval_secs, 7 max_attempts, 8 timeout_secs,
-///       9 request id ('' for none)
-/// Returns {1, id} when created, {0, id} when the request id was seen before (then nothing is
-/// written: a client's retry never makes a second task).
+///       9 request id ('' for none), 10 pin (the only node that may run it; '' for any)
+/// Returns {1, id} when created, {0, id} when the request id was seen before or a task with
+/// this id exists (then nothing is written: a client's retry never makes a second task, and a
+/// node's standing recurring task is made once).
 pub(super) const CREATE: &str = r#"
 local id, rid = ARGV[2], ARGV[9]
+if redis.call('EXISTS', k('task', id)) == 1 then return {0, id} end
 if rid ~= '' then
   local seen = redis.call('GET', k('req', rid))
   if seen then return {0, seen} end
@@ -66,7 +68,8 @@ local now = now_ms()
 local seq = redis.call('INCR', k('seq'))
 redis.call('HSET', k('task', id), 'id', id, 'name', ARGV[3], 'type', ARGV[4], 'target', ARGV[5],
   'state', 'WAITING', 'node', '', 'attempts', 0, 'max_attempts', ARGV[7], 'interval', ARGV[6],
-  'timeout', ARGV[8], 'created', now, 'updated', now, 'due', now, 'seq', seq, 'runs', 0, 'kill', 0)
+  'timeout', ARGV[8], 'created', now, 'updated', now, 'due', now, 'seq', seq, 'runs', 0, 'kill', 0,
+  'pin', ARGV[10])
 redis.call('ZADD', k('all'), seq, id)
 redis.call('ZADD', k('type', ARGV[4]), seq, id)
 redis.call('SADD', k('types'), ARGV[4])
@@ -86,8 +89,10 @@ return {1, id}
 /// evidence that a deposed master wrote nothing) and stamps the epoch on each task. Among the
 /// admitted nodes that also heartbeated within dead_after, work and are not leaving or
 /// declared dead, picks, per task, the one with the lowest
-/// (inbox + in-flight) / concurrency, and never fills an inbox past 4 × concurrency + 32, so
-/// work stays movable. Wakes each node it gave work to.
+/// (inbox + in-flight) / concurrency, and never fills an inbox past 5 × concurrency + 32, so
+/// work stays movable. A pinned task goes only to its node; while that node cannot take it,
+/// its due time moves 1 s on, so it never blocks the tasks behind it. Wakes each node it gave
+/// work to.
 /// Returns {moved, due tasks left, next due time (ms) or -1, server time (ms)}.
 pub(super) const DISPATCH: &str = r#"
 if redis.call('GET', k('lease')) ~= ARGV[2] then return redis.error_reply('NOTMASTER lease lost') end
@@ -107,16 +112,28 @@ for i = 6, #ARGV do
 end
 local moved = 0
 if #nodes > 0 then
+  local byname = {}
+  for _, n in ipairs(nodes) do byname[n.name] = n end
   local ids = redis.call('ZRANGEBYSCORE', k('due'), '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
+    local t = redis.call('HMGET', k('task', id), 'state', 'seq', 'pin')
     local best = nil
-    for _, n in ipairs(nodes) do
-      if n.load < n.cap and (best == nil or n.load / n.conc < best.load / best.conc) then best = n end
+    if t[3] and t[3] ~= '' then
+      local n = byname[t[3]]
+      if n and n.load < n.cap then best = n end
+      if best == nil and t[1] == 'WAITING' then
+        redis.call('ZADD', k('due'), now + 1000, id)
+        redis.call('HSET', k('task', id), 'due', now + 1000)
+      end
+    else
+      for _, n in ipairs(nodes) do
+        if n.load < n.cap and (best == nil or n.load / n.conc < best.load / best.conc) then best = n end
+      end
+      if best == nil then break end
     end
-    if best == nil then break end
-    redis.call('ZREM', k('due'), id)
-    local t = redis.call('HMGET', k('task', id), 'state', 'seq')
-    if t[1] == 'WAITING' then
+    if best ~= nil then redis.call('ZREM', k('due'), id) end
+    if t[1] ~= 'WAITING' then redis.call('ZREM', k('due'), id) end
+    if best ~= nil and t[1] == 'WAITING' then
       redis.call('HSET', k('task', id), 'state', 'INQUEUE', 'node', best.name, 'epoch', ARGV[5], 'updated', now)
       move_state(id, 'WAITING', 'INQUEUE', t[2])
       redis.call('LPUSH', k('inbox', best.name), id)

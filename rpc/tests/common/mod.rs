@@ -454,6 +454,7 @@ pub async fn wait_state(c: &Client, id: &str, state: TaskState, timeout: Duratio
             let mut c = Client {
                 tasks: c.tasks.clone(),
                 nodes: c.nodes.clone(),
+                chain: c.chain.clone(),
             };
             let id = id.to_string();
             async move {

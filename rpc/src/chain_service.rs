@@ -1,0 +1,277 @@
+//! The gRPC `Chain` service: write, read, verify this node's log chain; make and list blocks
+//! across the cluster. Validation happens here, before anything reaches the chain writer, so a
+//! bad entry is INVALID_ARGUMENT and nothing of its request is written (a `WriteLogs` stream is
+//! written whole or not at all).
+
+use gitflock_proto::v1::chain_server::Chain as ChainRpc;
+use gitflock_proto::v1::{
+    Block, BlockList, ListBlocksRequest, LogEntry, MakeBlockRequest, ReadLogsRequest, StoredEntry,
+    Task, VerifyRequest, VerifyResponse, WriteLogResponse,
+};
+use std::sync::Arc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::chain::entry::{self, Entry};
+use crate::chain::{BlockCheck, Chain, ChainError};
+use crate::config::check_node_name;
+use crate::store::{NewTask, Store};
+use crate::task;
+
+/// Most entries in one WriteLogs stream (it is written as one unit).
+const MAX_STREAM_ENTRIES: usize = 1_000_000;
+
+pub struct ChainService {
+    pub chain: Arc<Chain>,
+    pub store: Store,
+    pub node: String,
+    pub remote: Option<String>,
+}
+
+fn invalid(msg: impl Into<String>) -> Status {
+    Status::invalid_argument(msg.into())
+}
+
+fn chain_status(e: ChainError) -> Status {
+    match e {
+        ChainError::Invalid(m) => Status::invalid_argument(m),
+        ChainError::Io(m) => Status::internal(m),
+    }
+}
+
+fn store_status(e: crate::store::StoreError) -> Status {
+    Status::unavailable(format!("redis unavailable: {e}"))
+}
+
+/// Checks one entry; `create_at` empty becomes 0 (the writer stamps it with now).
+pub fn validate(e: &LogEntry) -> Result<Entry, String> {
+    let level = entry::check_level(if e.level.is_empty() { "info" } else { &e.level })?;
+    entry::check_content(&e.content)?;
+    let create_at = if e.create_at.trim().is_empty() {
+        0
+    } else {
+        entry::parse_time(&e.create_at)?
+    };
+    Ok(Entry {
+        level,
+        content: e.content.clone(),
+        create_at,
+    })
+}
+
+fn stored(s: crate::chain::Stored) -> StoredEntry {
+    StoredEntry {
+        height: s.height,
+        commit: s.commit,
+        create_at: entry::format_time(s.entry.create_at),
+        level: s.entry.level,
+        content: s.entry.content,
+    }
+}
+
+fn block_of(v: &serde_json::Value) -> Block {
+    Block {
+        node: v["node"].as_str().unwrap_or_default().into(),
+        branch: v["branch"].as_str().unwrap_or_default().into(),
+        tip: v["tip"].as_str().unwrap_or_default().into(),
+        height: v["height"].as_u64().unwrap_or(0),
+        pushed_at: v["pushed_at"].as_i64().unwrap_or(0),
+    }
+}
+
+#[tonic::async_trait]
+impl ChainRpc for ChainService {
+    async fn write_log(
+        &self,
+        req: Request<LogEntry>,
+    ) -> Result<Response<WriteLogResponse>, Status> {
+        let e = validate(req.get_ref()).map_err(invalid)?;
+        let (first, last) = self.chain.append(vec![e]).await.map_err(chain_status)?;
+        Ok(Response::new(WriteLogResponse {
+            first_height: first,
+            last_height: last,
+            count: 1,
+        }))
+    }
+
+    async fn write_logs(
+        &self,
+        req: Request<Streaming<LogEntry>>,
+    ) -> Result<Response<WriteLogResponse>, Status> {
+        let mut stream = req.into_inner();
+        let mut entries = Vec::new();
+        let mut last_at = 0;
+        while let Some(e) = stream.message().await? {
+            let n = entries.len();
+            if n >= MAX_STREAM_ENTRIES {
+                return Err(invalid(format!(
+                    "more than {MAX_STREAM_ENTRIES} entries in one stream"
+                )));
+            }
+            let e = validate(&e).map_err(|why| invalid(format!("entry {n}: {why}")))?;
+            if e.create_at != 0 {
+                if e.create_at < last_at {
+                    return Err(invalid(format!("entry {n}: create_at goes back in time")));
+                }
+                last_at = e.create_at;
+            }
+            entries.push(e);
+        }
+        if entries.is_empty() {
+            return Err(invalid("no entries"));
+        }
+        let count = entries.len() as u64;
+        let (first, last) = self.chain.append(entries).await.map_err(chain_status)?;
+        Ok(Response::new(WriteLogResponse {
+            first_height: first,
+            last_height: last,
+            count,
+        }))
+    }
+
+    type ReadLogsStream = ReceiverStream<Result<StoredEntry, Status>>;
+
+    async fn read_logs(
+        &self,
+        req: Request<ReadLogsRequest>,
+    ) -> Result<Response<Self::ReadLogsStream>, Status> {
+        let r = req.into_inner();
+        let mut from = if r.since > 0 {
+            r.since
+        } else if !r.since_time.is_empty() {
+            let at = entry::parse_time(&r.since_time).map_err(invalid)?;
+            self.chain.height_at(at).await.map_err(chain_status)?
+        } else {
+            1
+        };
+        let limit = if r.limit == 0 { u64::MAX } else { r.limit };
+        let chain = self.chain.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            let mut tip = chain.subscribe();
+            let mut sent = 0u64;
+            loop {
+                let batch = match chain.read(from, 1000.min((limit - sent) as usize)).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(chain_status(e))).await;
+                        return;
+                    }
+                };
+                for s in batch {
+                    from = s.height + 1;
+                    sent += 1;
+                    if tx.send(Ok(stored(s))).await.is_err() {
+                        return;
+                    }
+                    if sent >= limit {
+                        return;
+                    }
+                }
+                if from <= chain.tip().height {
+                    continue;
+                }
+                if !r.follow {
+                    return;
+                }
+                tokio::select! {
+                    changed = tip.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn make_block(&self, req: Request<MakeBlockRequest>) -> Result<Response<Task>, Status> {
+        let node = req.into_inner().node;
+        if !node.is_empty() {
+            check_node_name(&node).map_err(|e| invalid(format!("node {e}")))?;
+        }
+        if self.remote.is_none() {
+            return Err(Status::failed_precondition(
+                "no [chain] remote is configured: blocks have nowhere to go",
+            ));
+        }
+        let t = NewTask {
+            id: task::new_id(),
+            name: if node.is_empty() {
+                "block (all nodes)".into()
+            } else {
+                format!("block {node}")
+            },
+            kind: "block".into(),
+            target: node.clone(),
+            interval_secs: 0,
+            max_attempts: 3,
+            timeout_secs: 300,
+            request_id: String::new(),
+            pin: node,
+        };
+        let (_, id) = self.store.create(&t).await.map_err(store_status)?;
+        let task = self.store.get_task(&id, true).await.map_err(store_status)?;
+        task.map(Response::new)
+            .ok_or_else(|| Status::internal("the block task vanished"))
+    }
+
+    async fn list_blocks(
+        &self,
+        req: Request<ListBlocksRequest>,
+    ) -> Result<Response<BlockList>, Status> {
+        let r = req.into_inner();
+        if !r.node.is_empty() {
+            check_node_name(&r.node).map_err(|e| invalid(format!("node {e}")))?;
+        }
+        let limit = if r.limit == 0 {
+            100
+        } else {
+            r.limit.min(1000) as usize
+        };
+        let node = (!r.node.is_empty()).then_some(r.node.as_str());
+        let mut blocks: Vec<Block> = self
+            .store
+            .blocks(node, limit)
+            .await
+            .map_err(store_status)?
+            .iter()
+            .map(block_of)
+            .collect();
+        blocks.sort_by_key(|b| std::cmp::Reverse(b.pushed_at));
+        Ok(Response::new(BlockList { blocks }))
+    }
+
+    async fn verify_chain(
+        &self,
+        _: Request<VerifyRequest>,
+    ) -> Result<Response<VerifyResponse>, Status> {
+        let records = self
+            .store
+            .blocks(Some(&self.node), 1000)
+            .await
+            .map_err(store_status)?;
+        let blocks = records
+            .iter()
+            .map(block_of)
+            .map(|b| BlockCheck {
+                branch: b.branch,
+                tip: b.tip,
+                height: b.height,
+            })
+            .collect();
+        let v = self
+            .chain
+            .verify(blocks, self.remote.clone())
+            .await
+            .map_err(chain_status)?;
+        Ok(Response::new(VerifyResponse {
+            ok: v.ok,
+            node: self.node.clone(),
+            height: v.height,
+            blocks_checked: v.blocks_checked,
+            has_bad_height: v.bad_height.is_some(),
+            bad_height: v.bad_height.unwrap_or(0),
+            bad_commit: v.bad_commit,
+            problem: v.problem,
+        }))
+    }
+}

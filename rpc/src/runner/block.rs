@@ -1,0 +1,123 @@
+//! `block`: pushes a node's log chain to `[chain] remote` as the day's branch
+//! (`{node}-{date}` by default, UTC), never forced, and records the block (node, branch, tip,
+//! height, pushed_at). Target: a node name — the task is pinned to that node, since only it
+//! has its chain — or empty: then it asks for a block from every live node (one pinned
+//! `block` task each).
+
+use std::sync::Arc;
+
+use super::{Context, RunFuture, Runner};
+use crate::config::check_node_name;
+use crate::store::NewTask;
+use crate::task;
+
+pub struct Block {
+    pub ctx: Arc<Context>,
+}
+
+/// The branch name from the pattern: `{node}` and `{date}` (YYYYMMDD, UTC).
+pub fn branch_name(pattern: &str, node: &str, at_ms: i64) -> String {
+    let date = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000))
+        .map(|t| format!("{:04}{:02}{:02}", t.year(), t.month() as u8, t.day()))
+        .unwrap_or_default();
+    pattern.replace("{node}", node).replace("{date}", &date)
+}
+
+impl Runner for Block {
+    fn validate(&self, target: &str) -> Result<(), String> {
+        if target.is_empty() {
+            Ok(())
+        } else {
+            check_node_name(target).map_err(|e| format!("node name {e}"))
+        }
+    }
+
+    fn pin(&self, target: &str) -> Option<String> {
+        (!target.is_empty()).then(|| target.to_string())
+    }
+
+    fn run(&self, target: String, _cancel: tokio_util::sync::CancellationToken) -> RunFuture {
+        let ctx = self.ctx.clone();
+        Box::pin(async move {
+            if target.is_empty() {
+                return request_all(&ctx).await;
+            }
+            if target != ctx.node {
+                return Err(format!(
+                    "the block of node {target} ran on node {}",
+                    ctx.node
+                ));
+            }
+            let chain = ctx.chain.as_ref().ok_or("this node keeps no log chain")?;
+            let remote = ctx
+                .chain_remote
+                .as_deref()
+                .ok_or("no [chain] remote is configured")?;
+            let branch = branch_name(&ctx.branch_pattern, &ctx.node, chain.clock.now_ms());
+            let tip = chain
+                .push(remote, &branch)
+                .await
+                .map_err(|e| e.to_string())?;
+            let pushed_at = chain.clock.now_ms();
+            let record = serde_json::json!({
+                "node": ctx.node, "branch": branch, "tip": tip.commit, "height": tip.height, "pushed_at": pushed_at,
+            });
+            ctx.store
+                .add_block(&ctx.node, &record)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "pushed {} (height {}) to {branch}",
+                tip.commit, tip.height
+            ))
+        })
+    }
+}
+
+/// One pinned block task per live node.
+async fn request_all(ctx: &Context) -> Result<String, String> {
+    let (nodes, now) = ctx.store.nodes().await.map_err(|e| e.to_string())?;
+    let mut asked = Vec::new();
+    for n in nodes {
+        if n.dead || n.leaving || now - n.last_heartbeat > 10_000 {
+            continue;
+        }
+        let t = NewTask {
+            id: task::new_id(),
+            name: format!("block {}", n.name),
+            kind: "block".into(),
+            target: n.name.clone(),
+            interval_secs: 0,
+            max_attempts: 3,
+            timeout_secs: 300,
+            request_id: String::new(),
+            pin: n.name.clone(),
+        };
+        ctx.store.create(&t).await.map_err(|e| e.to_string())?;
+        asked.push(n.name);
+    }
+    if asked.is_empty() {
+        return Err("no live node to make a block".into());
+    }
+    Ok(format!("blocks requested from {}", asked.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn branches_are_named_by_node_and_utc_day() {
+        // 2026-11-22T23:59:59Z and one second later.
+        assert_eq!(
+            super::branch_name("{node}-{date}", "n1", 1_795_391_999_000),
+            "n1-20261122"
+        );
+        assert_eq!(
+            super::branch_name("{node}-{date}", "n1", 1_795_392_000_000),
+            "n1-20261123"
+        );
+        assert_eq!(
+            super::branch_name("logs/{date}/{node}", "n1", 1_795_392_000_000),
+            "logs/20261123/n1"
+        );
+    }
+}
