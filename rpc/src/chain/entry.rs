@@ -74,12 +74,21 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     Ok(ms)
 }
 
-/// RFC 3339, UTC, milliseconds: the form stored in messages.
+/// RFC 3339, UTC, always with milliseconds: the form stored in messages.
 pub fn format_time(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
+    match OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => String::new(),
+    }
 }
 
 impl Entry {

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Dispatch benchmark: one gitflock node against the Celery baseline, same machine, same Redis
+# settings (--save "" --appendonly no), no-op tasks.
+#
+#   bench/run.sh dispatch        env: N=20000 (drain), RATE=100 (open loop, RATE*10 tasks),
+#                                     GITFLOCK_SHARED=<repo>/../shared (the baselines)
+#
+# 1. fill:  N echo tasks created while the only node runs none (concurrency 0);
+# 2. drain: the same node restarted with concurrency 8 (Celery's CONC) runs them all;
+#           throughput = N / (first run's start → last run's end);
+# 3. rate:  RATE*10 tasks created at RATE per second; create→start latency p50/p99/max;
+# 4. Celery: $GITFLOCK_SHARED/bench/celery/run.sh with the same N and RATE.
+# Prints key=value lines on stdout; progress goes to stderr.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(git -C "$here" rev-parse --show-toplevel)
+shared=${GITFLOCK_SHARED:-$top/../shared}
+N=${N:-20000}
+RATE=${RATE:-100}
+CONCURRENCY=8
+
+log() { echo "dispatch $(date +%T): $*" >&2; }
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+# Running and not a zombie (kill -0 succeeds on a zombie child).
+alive() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+# The value of KEY in `key=value` text (fields separated by spaces or newlines).
+value() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p" | head -n 1; }
+# indent PREFIX: copies stdin to stderr, each line indented and prefixed.
+indent() { sed "s/^/  $1/" >&2; }
+
+tmp=$(mktemp -d -t gitflock-bench.XXXXXX)
+node_pid=""
+redis_pid=""
+
+stop_node() {
+  [ -n "$node_pid" ] || return 0
+  kill -TERM "$node_pid" 2>/dev/null || true
+  for _ in $(seq 300); do alive "$node_pid" || break; sleep 0.1; done
+  if alive "$node_pid"; then
+    log "node did not stop within 30 s of SIGTERM; killing it"
+    kill -KILL "$node_pid" 2>/dev/null || true
+  fi
+  local rc=0
+  wait "$node_pid" 2>/dev/null || rc=$?
+  [ "$rc" -eq 0 ] || log "node exited with status $rc"
+  node_pid=""
+}
+stop_redis() {
+  [ -n "$redis_pid" ] || return 0
+  kill -TERM "$redis_pid" 2>/dev/null || true
+  wait "$redis_pid" 2>/dev/null || true
+  redis_pid=""
+}
+cleanup() {
+  local rc=$?
+  stop_node
+  stop_redis
+  if [ "$rc" -ne 0 ] && [ -s "$tmp/node.log" ]; then
+    log "failed (status $rc); the node's last log lines:"
+    tail -n 20 "$tmp/node.log" >&2
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log "building (release)"
+(cd "$top" && cargo build --release -q -p gitflock-rpc -p gitflock-bench)
+target=$(cd "$top" && cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+node_bin=$target/release/gitflock-node
+bench=$target/release/gitflock-bench
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
+  >"$tmp/redis.log" 2>&1 &
+redis_pid=$!
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$redis_port" ping >/dev/null
+
+grpc_port=$(free_port)
+server=http://127.0.0.1:$grpc_port
+token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+export GITFLOCK_TOKEN=$token # read by gitflock-bench, kept off its command line
+
+# start_node CONCURRENCY: the one node, named bench1, always with the same data dir and port.
+start_node() {
+  env -i PATH="$PATH" HOME="${HOME:-/tmp}" RUST_LOG=warn \
+    GITFLOCK_NODE_NAME=bench1 \
+    GITFLOCK_NODE_DATA_DIR="$tmp/bench1" \
+    GITFLOCK_NODE_GRPC_LISTEN="127.0.0.1:$grpc_port" \
+    GITFLOCK_REDIS_URL="redis://127.0.0.1:$redis_port/0" \
+    GITFLOCK_CLUSTER_TOKEN="$token" \
+    GITFLOCK_NODE_CONCURRENCY="$1" \
+    "$node_bin" >>"$tmp/node.log" 2>&1 &
+  node_pid=$!
+  "$bench" ready --server "$server"
+}
+
+# drive MODE ARGS...: runs the driver, echoes its lines to stderr, returns them.
+drive() {
+  local out
+  out=$("$bench" "$1" --server "$server" "${@:2}")
+  indent "gitflock $1: " <<<"$out"
+  printf '%s\n' "$out"
+}
+
+log "fill: $N tasks, node with concurrency 0"
+start_node 0
+fill=$(drive fill --n "$N")
+stop_node
+
+log "drain: node restarted with concurrency $CONCURRENCY"
+start_node "$CONCURRENCY"
+drain=$(drive drain --n "$N")
+log "rate: $((RATE * 10)) tasks at $RATE/s"
+rate=$(drive rate --n "$((RATE * 10))" --rate "$RATE")
+hwm_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$node_pid/status")
+node_peak_rss_mb=$(awk -v kb="$hwm_kb" 'BEGIN { printf "%.1f", kb / 1024 }')
+stop_node
+stop_redis
+
+log "celery baseline: $shared/bench/celery/run.sh"
+celery=$(N=$N RATE=$RATE bash "$shared/bench/celery/run.sh")
+indent "" <<<"$celery"
+
+g_drain=$(value drain_tasks_per_s "$drain")
+c_drain=$(value drain_tasks_per_s "$celery")
+for v in "$g_drain" "$c_drain"; do
+  [ -n "$v" ] || { log "missing a drain figure"; exit 1; }
+done
+cat <<OUT
+gitflock_drain_tasks_per_s=$g_drain
+celery_drain_tasks_per_s=$c_drain
+ratio_vs_celery=$(awk -v a="$g_drain" -v b="$c_drain" 'BEGIN { printf "%.2f", a / b }')
+gitflock_create_to_start_p50_ms=$(value create_to_start_p50_ms "$rate")
+gitflock_create_to_start_p99_ms=$(value create_to_start_p99_ms "$rate")
+celery_create_to_start_p50_ms=$(value create_to_start_p50_ms "$celery")
+celery_create_to_start_p99_ms=$(value p99_ms "$celery")
+node_peak_rss_mb=$node_peak_rss_mb
+celery_worker_peak_rss_mb=$(value worker_peak_rss_mb "$celery")
+n=$N
+rate=$RATE
+gitflock_enqueue_tasks_per_s=$(value enqueue_tasks_per_s "$fill")
+celery_enqueue_tasks_per_s=$(value enqueue_tasks_per_s "$celery")
+gitflock_create_to_start_max_ms=$(value create_to_start_max_ms "$rate")
+celery_create_to_start_max_ms=$(value max_ms "$celery")
+OUT
