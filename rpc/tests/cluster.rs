@@ -413,7 +413,9 @@ async fn each_node_in_turn_killed_and_restarted_keeps_every_invariant() {
     let mut killed_running: HashSet<String> = HashSet::new();
     for name in ["node1", "node2", "node3"] {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        // The tasks running on it now may run twice.
+        cluster.node(name).kill9();
+        // The tasks it was running when it died may run twice. (Read after the kill: a dead
+        // process claims nothing more, and its list is reassigned only after dead_after.)
         let mut con = cluster.redis.conn();
         let inflight: Vec<String> = redis::cmd("LRANGE")
             .arg(format!("{PREFIX}:inflight:{name}"))
@@ -422,7 +424,6 @@ async fn each_node_in_turn_killed_and_restarted_keeps_every_invariant() {
             .query(&mut con)
             .unwrap();
         killed_running.extend(inflight);
-        cluster.node(name).kill9();
         tokio::time::sleep(Duration::from_millis(2500)).await;
         cluster.node(name).restart().await;
     }
