@@ -38,6 +38,10 @@ end
 local function event(id, kind)
   redis.call('XADD', k('events'), 'MAXLEN', '~', 10000, '*', 'id', id, 'kind', kind)
 end
+local function push_result(id, keep, result)
+  redis.call('LPUSH', k('results', id), cjson.encode(result))
+  redis.call('LTRIM', k('results', id), 0, keep - 1)
+end
 local function wake_master(msg)
   local lease = redis.call('GET', k('lease'))
   if lease then
@@ -213,10 +217,8 @@ for i = 4, #ARGV, 8 do
       new, due = 'WAITING', now
       redis.call('HSET', tk, 'attempts', tonumber(attempt) - 1)
     else
-      local result = cjson.encode({code = codes[outcome] or 1, message = ARGV[i + 4], node = node,
+      push_result(id, keep, {code = codes[outcome] or 1, message = ARGV[i + 4], node = node,
         started_at = tonumber(ARGV[i + 5]), finished_at = tonumber(ARGV[i + 6]), attempt = tonumber(attempt)})
-      redis.call('LPUSH', k('results', id), result)
-      redis.call('LTRIM', k('results', id), 0, keep - 1)
       redis.call('HINCRBY', tk, 'runs', 1)
       if outcome == 'killed' or t[7] == '1' then
         new = 'KILLED'
@@ -319,10 +321,8 @@ for _, id in ipairs(ids) do
       redis.call('RPUSH', inbox, id)
       requeued = requeued + 1
     else
-      local msg = 'the run on node ' .. node .. ' was lost (the node stopped)'
-      redis.call('LPUSH', k('results', id), cjson.encode({code = 1, message = msg, node = node,
-        started_at = 0, finished_at = now, attempt = tonumber(t[3])}))
-      redis.call('LTRIM', k('results', id), 0, keep - 1)
+      push_result(id, keep, {code = 1, message = 'the run on node ' .. node .. ' was lost (the node stopped)',
+        node = node, started_at = 0, finished_at = now, attempt = tonumber(t[3])})
       ended = ended + 1
     end
     redis.call('HSET', tk, 'state', new, 'updated', now)
@@ -446,10 +446,8 @@ for _, list in ipairs({k('inbox', node), k('inflight', node)}) do
         redis.call('ZADD', k('due'), now, id)
         requeued = requeued + 1
       else
-        local msg = 'node ' .. node .. ' died while the task ran'
-        redis.call('LPUSH', k('results', id), cjson.encode({code = 1, message = msg, node = node,
-          started_at = 0, finished_at = now, attempt = tonumber(t[3])}))
-        redis.call('LTRIM', k('results', id), 0, keep - 1)
+        push_result(id, keep, {code = 1, message = 'node ' .. node .. ' died while the task ran',
+          node = node, started_at = 0, finished_at = now, attempt = tonumber(t[3])})
         ended = ended + 1
       end
       redis.call('HSET', tk, 'state', new, 'updated', now)
