@@ -63,6 +63,8 @@ pub struct NodeConfig {
     pub concurrency: usize,
     pub task_timeout: Duration,
     pub max_attempts: u32,
+    /// Where `/metrics` and `/healthz` are served (None: not served).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -317,6 +319,14 @@ impl Config {
         let task_timeout =
             Duration::from_secs(raw.int("node", "task_timeout_secs", 3600, 1, 7 * 86400)? as u64);
         let max_attempts = raw.int("node", "max_attempts", 3, 1, 100)? as u32;
+        let metrics_listen = match raw.str("node", "metrics_listen").filter(|s| !s.is_empty()) {
+            None => None,
+            Some(t) => Some(t.parse::<SocketAddr>().map_err(|_| {
+                ConfigError(format!(
+                    "[node] metrics_listen: {t:?} is not an address like 127.0.0.1:9666"
+                ))
+            })?),
+        };
 
         let url = raw
             .str("redis", "url")
@@ -411,6 +421,7 @@ impl Config {
                 concurrency,
                 task_timeout,
                 max_attempts,
+                metrics_listen,
             },
             redis: RedisConfig { url, prefix },
             cluster: ClusterConfig {

@@ -162,6 +162,14 @@ impl Lease {
 
     /// One look at the lease; returns how long to wait before the next.
     async fn tick(&self) -> Duration {
+        let wait = self.look().await;
+        let m = &*crate::metrics::METRICS;
+        m.is_master.set(self.current().is_some() as i64);
+        m.epoch.set(self.view.borrow().epoch as i64);
+        wait
+    }
+
+    async fn look(&self) -> Duration {
         let sent = Instant::now();
         let deadline = sent + self.ttl * 9 / 10;
         if let Some(m) = self.current() {
@@ -195,6 +203,7 @@ impl Lease {
         match self.store.lease_acquire(&self.node, self.ttl, known).await {
             Ok(LeaseAcquire::Taken(epoch)) => {
                 tracing::info!(epoch, "became master");
+                crate::metrics::METRICS.elections_won.inc();
                 let holder = format!("{} {epoch}", self.node);
                 self.view.send_modify(|v| {
                     v.mine = Some(Mastership {

@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod lease;
 pub mod listener;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod public;
 pub mod redact;

@@ -82,6 +82,8 @@ pub struct Presence {
     pub signer: Arc<Signer>,
     /// Set at shutdown, so heartbeats keep saying "no new work" while runs drain.
     pub leaving: Arc<AtomicBool>,
+    /// The gRPC health reporter: NOT_SERVING while heartbeats cannot reach Redis.
+    pub health: Option<tonic_health::server::HealthReporter>,
 }
 
 impl Presence {
@@ -125,7 +127,14 @@ impl Presence {
         let watchdog = crate::systemd::watchdog_every();
         let mut fed = std::time::Instant::now();
         loop {
+            let t0 = std::time::Instant::now();
             let beat = self.beat().await;
+            match &beat {
+                Ok(_) => crate::metrics::METRICS
+                    .heartbeat_seconds
+                    .observe(t0.elapsed().as_secs_f64()),
+                Err(_) => crate::metrics::METRICS.heartbeat_failures.inc(),
+            }
             // The watchdog is fed by the loop that carries heartbeats: if the runtime wedges,
             // systemd restarts the node. (Redis being away is not a reason to restart.)
             if let Some(every) = watchdog
@@ -138,11 +147,20 @@ impl Presence {
                 Ok(_) if failing => {
                     tracing::info!("heartbeats reach redis again");
                     failing = false;
+                    if let Some(h) = &self.health {
+                        h.set_service_status("", tonic_health::ServingStatus::Serving)
+                            .await;
+                    }
                 }
                 Ok(_) => {}
                 Err(e) if !failing => {
                     tracing::warn!(error = %e, "heartbeat failed");
                     failing = true;
+                    // Without Redis this node can do nothing useful: say so to health checks.
+                    if let Some(h) = &self.health {
+                        h.set_service_status("", tonic_health::ServingStatus::NotServing)
+                            .await;
+                    }
                 }
                 Err(_) => {}
             }
@@ -485,6 +503,10 @@ impl Membership {
                     ended,
                     "node declared dead; its tasks go back"
                 );
+                crate::metrics::METRICS.nodes_declared_dead.inc();
+                crate::metrics::METRICS
+                    .tasks_reassigned
+                    .inc_by(requeued + ended);
                 if let Some(m) = m {
                     m.dead = true;
                     m.admitted = false;

@@ -84,6 +84,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.node.grpc_listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.node.grpc_listen))?;
+    let metrics_listener = match config.node.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?,
+        ),
+        None => None,
+    };
 
     let stop = CancellationToken::new();
     let signalled = stop.clone();
@@ -191,6 +199,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         lease: lease.clone(),
         signer,
         leaving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        health: Some(health_reporter.clone()),
     };
     let leaving = presence.leaving.clone();
     presence.beat().await?;
@@ -219,6 +228,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         .run(background.clone()),
     );
+    if let Some(l) = metrics_listener {
+        tracker.spawn(crate::metrics::serve(l, store.clone(), background.clone()));
+    }
     tracker.close();
 
     let auth = Auth::new(&config.cluster.token);

@@ -175,6 +175,13 @@ impl Worker {
 
     async fn run_one(&self, task: &Claimed, cancel: CancellationToken) -> Finished {
         let started_at = now_ms();
+        let m = &*crate::metrics::METRICS;
+        if task.due > 0 {
+            m.dispatch_latency
+                .observe((started_at - task.due).max(0) as f64 / 1000.0);
+        }
+        m.running.inc();
+        let clock = std::time::Instant::now();
         let (outcome, message) = match self.registry.get(&task.kind) {
             None => (
                 Outcome::Error,
@@ -196,6 +203,22 @@ impl Worker {
                 }
             }
         };
+        m.running.dec();
+        let label = match outcome {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+            Outcome::Killed => "killed",
+            Outcome::HandBack => "handed_back",
+        };
+        m.run_duration
+            .with_label_values(&[&task.kind, label])
+            .observe(clock.elapsed().as_secs_f64());
+        m.runs.with_label_values(&[&task.kind, label]).inc();
+        if matches!(outcome, Outcome::Error | Outcome::Timeout) && task.attempt < task.max_attempts
+        {
+            m.retries.inc();
+        }
         Finished {
             id: task.id.clone(),
             claim: task.claim,

@@ -646,3 +646,120 @@ async fn sigterm_of_the_master_hands_mastership_over_at_once_and_loses_nothing()
         .unwrap();
     assert_eq!((inbox, inflight), (0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_of_a_busy_node_loses_nothing_moves_mastership_within_a_second_and_keeps_its_chain()
+{
+    let mut cluster = Cluster::start(2).await;
+    let master = cluster.wait_master().await;
+    let other = if master == "node1" { "node2" } else { "node1" };
+    let mut c = cluster.node(&master).client().await;
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        ids.push(create(&mut c, sleep_task("200ms")).await.id);
+    }
+    let entries: Vec<gitflock_proto::v1::LogEntry> = (0..500)
+        .map(|i| gitflock_proto::v1::LogEntry {
+            level: "info".into(),
+            content: format!("entry {i}"),
+            create_at: String::new(),
+        })
+        .collect();
+    c.chain
+        .write_logs(tokio_stream::iter(entries))
+        .await
+        .unwrap();
+    wait_for("the master to be busy", Duration::from_secs(10), || async {
+        (cluster.counts()["RUNNING"] > 0).then_some(())
+    })
+    .await;
+
+    let t0 = std::time::Instant::now();
+    cluster.node(&master).sigterm();
+    let new = wait_for("a new master", Duration::from_secs(5), || async {
+        redis_get(&cluster.redis.url(), &format!("{PREFIX}:lease"))
+            .filter(|v| !v.starts_with(&format!("{master} ")))
+    })
+    .await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "mastership moved after {:?}",
+        t0.elapsed()
+    );
+    assert!(new.starts_with(other));
+    assert!(cluster.node(&master).terminate(), "the node exits 0");
+
+    cluster
+        .wait_count("SUCCEED", 60, Duration::from_secs(60))
+        .await;
+    let mut con = cluster.redis.conn();
+    for list in ["inbox", "inflight"] {
+        let n: u64 = redis::cmd("LLEN")
+            .arg(format!("{PREFIX}:{list}:{master}"))
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(n, 0, "{list} of the stopped node");
+    }
+    cluster.node(&master).restart().await;
+    let mut c = cluster.node(&master).client().await;
+    let v = c
+        .chain
+        .verify_chain(gitflock_proto::v1::VerifyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.height, 500);
+}
+
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+fn metric(text: &str, line_prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_show_live_values_that_move_while_tasks_run() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cluster = Cluster::start_with(1, &[("GITFLOCK_NODE_METRICS_LISTEN", &addr)]).await;
+    let before = scrape(&addr);
+    assert_eq!(metric(&before, "gitflock_is_master "), 1.0);
+    assert!(metric(&before, "gitflock_epoch ") >= 1.0);
+    let mut c = cluster.client().await;
+    for i in 0..5 {
+        create(&mut c, echo(&format!("m{i}"))).await;
+    }
+    cluster
+        .wait_count("SUCCEED", 5, Duration::from_secs(10))
+        .await;
+    let after = scrape(&addr);
+    let ok = r#"gitflock_runs_total{outcome="ok",type="echo"} "#;
+    assert_eq!(metric(&after, ok) - metric(&before, ok), 5.0, "{after}");
+    assert_eq!(metric(&after, r#"gitflock_tasks{state="SUCCEED"} "#), 5.0);
+    assert!(metric(&after, "gitflock_dispatch_latency_seconds_count ") >= 5.0);
+    assert!(metric(&after, "gitflock_heartbeat_seconds_count ") >= 1.0);
+    for line in after
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(
+            line.starts_with("gitflock_"),
+            "every metric is named gitflock_*: {line}"
+        );
+    }
+}

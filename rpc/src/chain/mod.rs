@@ -532,6 +532,7 @@ impl Writer {
         tree: git2::Oid,
         group: &mut Vec<WriteRequest>,
     ) -> Result<(), ChainError> {
+        let started = std::time::Instant::now();
         let old = self.tip.borrow().clone();
         let old_oid = git2::Oid::from_str(&old.commit)?;
         let mut parent = old_oid;
@@ -603,6 +604,11 @@ impl Writer {
                 last_at,
             });
             self.packs += 1;
+            let m = &*crate::metrics::METRICS;
+            m.chain_entries.inc_by(oids.len() as u64);
+            m.chain_height.set((old.height + oids.len() as u64) as i64);
+            m.chain_write_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
         for ((req, span), why) in group.drain(..).zip(spans).zip(refused) {
             let r = match (span, why) {

@@ -206,6 +206,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         let name = format!("node{i}");
         let port = port_or_free(args.base_port.saturating_add(i - 1))?;
         let listen = format!("127.0.0.1:{port}");
+        let metrics = format!("127.0.0.1:{}", free_port()?);
         let log = std::fs::File::create(data.join(format!("{name}.log")))
             .map_err(|e| CliError(e.to_string()))?;
         let child = Command::new(&node_bin)
@@ -226,6 +227,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
                 },
             )
             .env("GITFLOCK_CHAIN_BLOCK_INTERVAL_SECS", "300")
+            .env("GITFLOCK_NODE_METRICS_LISTEN", &metrics)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| CliError(e.to_string()))?)
             .stderr(log)
@@ -236,7 +238,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
             name: name.clone(),
             child,
         });
-        endpoints.push((name, format!("http://{listen}")));
+        endpoints.push((
+            name,
+            format!("http://{listen}"),
+            format!("http://{metrics}/metrics"),
+        ));
     }
     let env_lines = format!(
         "export GITFLOCK_SERVER={}\nexport GITFLOCK_TOKEN={token}\n",
@@ -247,7 +253,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     // Ready when every node answers an authenticated call, and a master is elected.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut master = String::new();
-    for (name, url) in &endpoints {
+    for (name, url, _) in &endpoints {
         loop {
             let ready = async {
                 let mut c = Client::connect(url, &token, Some(Duration::from_secs(2))).await?;
@@ -280,10 +286,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
 
     println!("gitflock dev cluster is up");
     println!("  redis:  {redis_url}");
-    for (name, url) in &endpoints {
+    for (name, url, metrics) in &endpoints {
         let role = if *name == master { " (master)" } else { "" };
+        println!("  {name}:  {url}{role}");
         println!(
-            "  {name}:  {url}{role}   log: {}",
+            "          metrics {metrics}   log {}",
             data.join(format!("{name}.log")).display()
         );
     }

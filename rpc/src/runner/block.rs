@@ -54,10 +54,12 @@ impl Runner for Block {
                 .as_deref()
                 .ok_or("no [chain] remote is configured")?;
             let branch = branch_name(&ctx.branch_pattern, &ctx.node, chain.clock.now_ms());
-            let tip = chain
-                .push(remote, &branch)
-                .await
-                .map_err(|e| e.to_string())?;
+            let pushes = &crate::metrics::METRICS.block_pushes;
+            let tip = chain.push(remote, &branch).await.map_err(|e| {
+                pushes.with_label_values(&["error"]).inc();
+                e.to_string()
+            })?;
+            pushes.with_label_values(&["ok"]).inc();
             let pushed_at = chain.clock.now_ms();
             let record = serde_json::json!({
                 "node": ctx.node, "branch": branch, "tip": tip.commit, "height": tip.height, "pushed_at": pushed_at,

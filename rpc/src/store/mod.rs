@@ -161,6 +161,9 @@ pub struct Claimed {
     pub timeout: Duration,
     /// The claim number FINISH must present.
     pub claim: u64,
+    pub max_attempts: u32,
+    /// When it became due (Redis clock, ms).
+    pub due: i64,
 }
 
 /// How a run ended, as the FINISH script knows it.
@@ -752,7 +755,7 @@ impl Store {
             .invoke_async(&mut c)
             .await?;
         Ok(flat
-            .chunks_exact(6)
+            .chunks_exact(8)
             .map(|f| Claimed {
                 id: f[0].clone(),
                 kind: f[1].clone(),
@@ -760,6 +763,8 @@ impl Store {
                 attempt: f[3].parse().unwrap_or(1),
                 timeout: Duration::from_secs(f[4].parse().unwrap_or(3600)),
                 claim: f[5].parse().unwrap_or(0),
+                max_attempts: f[6].parse().unwrap_or(1),
+                due: f[7].parse().unwrap_or(0),
             })
             .collect())
     }

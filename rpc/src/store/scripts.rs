@@ -164,7 +164,8 @@ return {moved, left, next_due, now}
 /// An id whose task was deleted, killed or given to another node meanwhile is dropped.
 /// Each claim gets a cluster-unique claim number (`P:claims`), stored in the task: FINISH must
 /// present it, so a late or retried FINISH can never be taken for a later run of the task.
-/// Returns a flat list: id, type, target, attempt, timeout_secs, claim, … per claimed task.
+/// Returns a flat list: id, type, target, attempt, timeout_secs, claim, max_attempts, due (ms),
+/// … per claimed task.
 pub(super) const CLAIM: &str = r#"
 local node, n = ARGV[2], tonumber(ARGV[3])
 local inbox, inflight = k('inbox', node), k('inflight', node)
@@ -173,7 +174,8 @@ local out = {}
 for _ = 1, n do
   local id = redis.call('LMOVE', inbox, inflight, 'RIGHT', 'LEFT')
   if not id then break end
-  local t = redis.call('HMGET', k('task', id), 'state', 'node', 'type', 'target', 'attempts', 'timeout', 'seq')
+  local t = redis.call('HMGET', k('task', id), 'state', 'node', 'type', 'target', 'attempts', 'timeout', 'seq',
+    'max_attempts', 'due')
   if t[1] == 'INQUEUE' and t[2] == node then
     local attempt = tonumber(t[5]) + 1
     local claim = redis.call('INCR', k('claims'))
@@ -182,6 +184,7 @@ for _ = 1, n do
     event(id, 'c')
     table.insert(out, id); table.insert(out, t[3]); table.insert(out, t[4])
     table.insert(out, tostring(attempt)); table.insert(out, t[6]); table.insert(out, tostring(claim))
+    table.insert(out, t[8]); table.insert(out, t[9])
   else
     redis.call('LREM', inflight, 1, id)
   end

@@ -225,6 +225,11 @@ impl Node {
         signal(self.pid(), libc::SIGCONT);
     }
 
+    /// Sends SIGTERM without waiting.
+    pub fn sigterm(&self) {
+        signal(self.pid(), libc::SIGTERM);
+    }
+
     /// SIGTERM, then waits for the exit; returns whether it exited 0.
     pub fn terminate(&mut self) -> bool {
         let Some(mut c) = self.child.take() else {
