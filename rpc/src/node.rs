@@ -31,25 +31,38 @@ use tokio::sync::Notify;
 /// How long running tasks may take to finish at shutdown before they are handed back.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Connects to Redis, retrying until it answers or `stop` fires.
+/// Connects to Redis, retrying until it answers or `stop` fires. Each attempt is bounded
+/// (the connection manager itself would retry forever) and raced against `stop`, so a node
+/// started while Redis is away still stops at once on SIGTERM.
 async fn connect(config: &Config, stop: &CancellationToken) -> Option<Store> {
     let mut delay = Duration::from_millis(100);
     let mut warned = false;
     loop {
-        match Store::connect(&config.redis.url, &config.redis.prefix).await {
-            Ok(s) => match s.ping().await {
-                Ok(()) => return Some(s),
-                Err(e) if !warned => {
-                    tracing::warn!(error = %e, "redis does not answer yet; retrying");
-                    warned = true;
+        let attempt = async {
+            let s = Store::connect(&config.redis.url, &config.redis.prefix).await?;
+            s.ping().await?;
+            Ok::<_, crate::store::StoreError>(s)
+        };
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return None,
+            r = tokio::time::timeout(Duration::from_secs(3), attempt) => r,
+        };
+        match outcome {
+            Ok(Ok(s)) => {
+                if warned {
+                    tracing::info!("redis answers now");
                 }
-                Err(_) => {}
-            },
-            Err(e) if !warned => {
-                tracing::warn!(error = %e, "cannot connect to redis yet; retrying");
+                return Some(s);
+            }
+            Ok(Err(e)) if !warned => {
+                tracing::warn!(error = %e, "cannot reach redis yet; retrying");
                 warned = true;
             }
-            Err(_) => {}
+            Err(_) if !warned => {
+                tracing::warn!("redis does not answer yet; retrying");
+                warned = true;
+            }
+            _ => {}
         }
         tokio::select! {
             _ = stop.cancelled() => return None,

@@ -263,3 +263,55 @@ fn gitflock_dev_runs_a_cluster_that_takes_tasks_and_stops_cleanly_on_ctrl_c() {
         );
     }
 }
+
+#[test]
+fn a_node_waiting_for_redis_stops_at_once_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_port();
+    let mut node = Command::new(env!("CARGO_BIN_EXE_gitflock-node"))
+        .env_clear()
+        .env("GITFLOCK_CLUSTER_TOKEN", TOKEN)
+        .env("GITFLOCK_NODE_NAME", "lonely")
+        .env("GITFLOCK_NODE_DATA_DIR", dir.path())
+        .env(
+            "GITFLOCK_NODE_GRPC_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "GITFLOCK_REDIS_URL",
+            format!("redis://127.0.0.1:{closed}/0"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It keeps trying (and says so) while Redis is away...
+    let mut err = BufReader::new(node.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = err.next().expect("the node logs its retries").unwrap();
+        if line.contains("redis") && line.contains("retrying") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no retry message");
+    }
+    assert!(
+        node.try_wait().unwrap().is_none(),
+        "still waiting for redis"
+    );
+    // ...and stops at once when told to.
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(node.id() as libc::pid_t, libc::SIGTERM) };
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = node.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "SIGTERM ignored while waiting for redis"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+}
