@@ -25,6 +25,24 @@ fn dispatched_under(redis: &Redis, epoch: u64) -> u64 {
         .unwrap_or(0)
 }
 
+/// The gRPC URLs of every node but `name`.
+fn urls_except(cluster: &Cluster, name: &str) -> Vec<String> {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| n.name != name)
+        .map(|n| n.url())
+        .collect()
+}
+
+/// Waits until the lease names a master other than `old`; returns it and its epoch.
+async fn wait_new_master(cluster: &Cluster, old: &str) -> (String, u64) {
+    wait_for("a new master", Duration::from_secs(5), || async {
+        epoch_of_lease(&cluster.redis).filter(|(n, _)| n != old)
+    })
+    .await
+}
+
 /// Creates tasks at a steady pace from a background thread until stopped; returns the ids.
 struct Load {
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -111,12 +129,7 @@ async fn all_succeed(cluster: &Cluster, ids: &[String], timeout: Duration) {
 async fn kill_9_of_the_master_mid_dispatch_elects_a_new_master_within_3s_and_loses_no_task() {
     let mut cluster = Cluster::start(3).await;
     let (master, epoch) = epoch_of_lease(&cluster.redis).unwrap();
-    let others: Vec<String> = cluster
-        .nodes
-        .iter()
-        .filter(|n| n.name != master)
-        .map(|n| n.url())
-        .collect();
+    let others: Vec<String> = urls_except(&cluster, &master);
     let mut c = gitflock::cli::Client::connect(&others[0], TOKEN, None)
         .await
         .unwrap();
@@ -131,10 +144,7 @@ async fn kill_9_of_the_master_mid_dispatch_elects_a_new_master_within_3s_and_los
     }
     cluster.node(&master).kill9();
     let killed_at = Instant::now();
-    let (new_master, new_epoch) = wait_for("a new master", Duration::from_secs(5), || async {
-        epoch_of_lease(&cluster.redis).filter(|(n, _)| *n != master)
-    })
-    .await;
+    let (new_master, new_epoch) = wait_new_master(&cluster, &master).await;
     let took = killed_at.elapsed();
     assert!(took < Duration::from_secs(3), "failover took {took:?}");
     assert!(new_epoch > epoch);
@@ -146,20 +156,12 @@ async fn kill_9_of_the_master_mid_dispatch_elects_a_new_master_within_3s_and_los
 async fn a_master_paused_past_its_lease_comes_back_a_slave_and_writes_nothing() {
     let mut cluster = Cluster::start(3).await;
     let (old, old_epoch) = epoch_of_lease(&cluster.redis).unwrap();
-    let urls: Vec<String> = cluster
-        .nodes
-        .iter()
-        .filter(|n| n.name != old)
-        .map(|n| n.url())
-        .collect();
+    let urls: Vec<String> = urls_except(&cluster, &old);
     let load = Load::start(urls, sleep_task("10ms"), 100);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     cluster.node(&old).sigstop();
-    let (_, new_epoch) = wait_for("a new master", Duration::from_secs(5), || async {
-        epoch_of_lease(&cluster.redis).filter(|(n, _)| *n != old)
-    })
-    .await;
+    let (_, new_epoch) = wait_new_master(&cluster, &old).await;
     assert!(new_epoch > old_epoch);
     // From now on, every dispatch the old master might still attempt is under old_epoch.
     let before = dispatched_under(&cluster.redis, old_epoch);
