@@ -37,6 +37,8 @@ const MAX_GROUP: usize = 50_000;
 /// reads stay fast; it runs in the writer thread, so no write can race it.
 const MAX_PACKS: usize = 64;
 const OID_LEN: usize = 20;
+/// libgit2's object cache, for the whole process.
+const CACHE_BYTES: libc::ssize_t = 16 * 1024 * 1024;
 
 /// Where "now" comes from: the system clock, or (for tests of day rollover) a file holding an
 /// RFC 3339 time, named by `GITFLOCK_CLOCK_FILE`.
@@ -125,6 +127,12 @@ impl Chain {
     pub fn open(node: &str, data_dir: &Path, clock: Clock) -> Result<Arc<Chain>, ChainError> {
         let dir = data_dir.join("chain");
         std::fs::create_dir_all(&dir)?;
+        // libgit2 caches parsed objects up to 256 MB per process by default; the chain reads
+        // each commit rarely, so a small cache keeps a node's memory flat as the chain grows.
+        // SAFETY: a process-wide libgit2 option, set before this process's chain work starts.
+        unsafe {
+            let _ = git2::opts::set_cache_max_size(CACHE_BYTES);
+        }
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)

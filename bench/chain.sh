@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Log-chain benchmark: durable log entries per second through one gitflock node, against the
+# seed gitchain's way (one `git add` + `git commit` per entry), same machine, same run.
+#
+#   bench/run.sh chain           env: N=200000 (entries), CLIENTS=4, BATCH=5000 (entries per
+#                                     stream), BASELINE_N=500, GITFLOCK_SHARED=<repo>/../shared
+#
+# 1. one node on a private Redis (--save "" --appendonly no), no chain remote;
+# 2. CLIENTS concurrent clients send Chain.WriteLogs streams of BATCH `info` entries (60-byte
+#    contents, create_at empty) until N entries were sent; a WriteLogs call returns only once
+#    its entries are fsync'd, so throughput = N / (first send → last acknowledgement);
+# 3. the chain is read back from height 1 (count, consecutive heights) and VerifyChain'd;
+# 4. baseline: $GITFLOCK_SHARED/bench/gitchain_baseline.sh BASELINE_N.
+# Prints key=value lines on stdout; progress goes to stderr.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(git -C "$here" rev-parse --show-toplevel)
+shared=${GITFLOCK_SHARED:-$top/../shared}
+N=${N:-200000}
+CLIENTS=${CLIENTS:-4}
+BATCH=${BATCH:-5000}
+BASELINE_N=${BASELINE_N:-500}
+
+log() { echo "chain $(date +%T): $*" >&2; }
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+# Running and not a zombie (kill -0 succeeds on a zombie child).
+alive() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+# The value of KEY in `key=value` text (fields separated by spaces or newlines).
+value() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p" | head -n 1; }
+indent() { sed "s/^/  $1/" >&2; }
+
+tmp=$(mktemp -d -t gitflock-chain.XXXXXX)
+node_pid=""
+redis_pid=""
+
+stop_node() {
+  [ -n "$node_pid" ] || return 0
+  kill -TERM "$node_pid" 2>/dev/null || true
+  for _ in $(seq 300); do alive "$node_pid" || break; sleep 0.1; done
+  if alive "$node_pid"; then
+    log "node did not stop within 30 s of SIGTERM; killing it"
+    kill -KILL "$node_pid" 2>/dev/null || true
+  fi
+  local rc=0
+  wait "$node_pid" 2>/dev/null || rc=$?
+  [ "$rc" -eq 0 ] || log "node exited with status $rc"
+  node_pid=""
+}
+stop_redis() {
+  [ -n "$redis_pid" ] || return 0
+  kill -TERM "$redis_pid" 2>/dev/null || true
+  wait "$redis_pid" 2>/dev/null || true
+  redis_pid=""
+}
+cleanup() {
+  local rc=$?
+  stop_node
+  stop_redis
+  if [ "$rc" -ne 0 ] && [ -s "$tmp/node.log" ]; then
+    log "failed (status $rc); the node's last log lines:"
+    tail -n 20 "$tmp/node.log" >&2
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log "building (release)"
+(cd "$top" && cargo build --release -q -p gitflock-rpc -p gitflock-bench)
+target=$(cd "$top" && cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+node_bin=$target/release/gitflock-node
+bench=$target/release/gitflock-bench
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
+  >"$tmp/redis.log" 2>&1 &
+redis_pid=$!
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$redis_port" ping >/dev/null
+
+grpc_port=$(free_port)
+server=http://127.0.0.1:$grpc_port
+token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+export GITFLOCK_TOKEN=$token # read by gitflock-bench, kept off its command line
+
+env -i PATH="$PATH" HOME="${HOME:-/tmp}" RUST_LOG=info \
+  GITFLOCK_NODE_NAME=bench1 \
+  GITFLOCK_NODE_DATA_DIR="$tmp/bench1" \
+  GITFLOCK_NODE_GRPC_LISTEN="127.0.0.1:$grpc_port" \
+  GITFLOCK_REDIS_URL="redis://127.0.0.1:$redis_port/0" \
+  GITFLOCK_CLUSTER_TOKEN="$token" \
+  GITFLOCK_NODE_CONCURRENCY=4 \
+  "$node_bin" >>"$tmp/node.log" 2>&1 &
+node_pid=$!
+# Bounded: `ready` gives up after 30 s, the driver's calls time out after 15 min.
+"$bench" ready --server "$server"
+
+log "writing $N entries: $CLIENTS clients, streams of $BATCH"
+out=$("$bench" chain --server "$server" --n "$N" --clients "$CLIENTS" --batch "$BATCH")
+indent "gitflock chain: " <<<"$out"
+hwm_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$node_pid/status")
+node_peak_rss_mb=$(awk -v kb="$hwm_kb" 'BEGIN { printf "%.1f", kb / 1024 }')
+stop_node
+stop_redis
+
+log "gitchain baseline: $shared/bench/gitchain_baseline.sh $BASELINE_N"
+baseline=$(timeout 1800 bash "$shared/bench/gitchain_baseline.sh" "$BASELINE_N")
+indent "" <<<"$baseline"
+
+g=$(value entries_per_s "$out")
+b=$(value logs_per_s "$baseline")
+for v in "$g" "$b"; do
+  [ -n "$v" ] || { log "missing a throughput figure"; exit 1; }
+done
+cat <<OUT
+gitflock_entries_per_s=$g
+gitchain_entries_per_s=$b
+ratio_vs_gitchain=$(awk -v a="$g" -v b="$b" 'BEGIN { printf "%.2f", a / b }')
+entries=$(value entries "$out")
+verify_ok=$(value verify_ok "$out")
+node_peak_rss_mb=$node_peak_rss_mb
+n=$N
+clients=$CLIENTS
+batch=$BATCH
+write_secs=$(value write_secs "$out")
+last_height=$(value last_height "$out")
+height_gaps=$(value height_gaps "$out")
+gitchain_n=$(value n "$baseline")
+OUT

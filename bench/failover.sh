@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Failover benchmark: three gitflock nodes (concurrency 4) on a private Redis, under a steady
+# load of `sleep` tasks, with the master killed again and again, then a soak with busy cores.
+#
+#   bench/run.sh failover        env: KILLS=20, SOAK_SECS=300, RATE=50 (tasks/s),
+#                                     BENCH_KEEP=1 (keep the node logs; their path goes to stderr)
+#
+# The driver (gitflock-bench failover) spawns the nodes itself, so that it can kill -9 and
+# restart them:
+# 1. kills: KILLS times, the master (read from the `gitflock:lease` key) is killed with
+#    SIGKILL; the failover time is kill → the lease names another node (read every 5 ms); the
+#    node is restarted (same name, port, data dir) and the next kill waits until it answers
+#    and 2 s plus a random 0-1 s passed (the jitter spreads the kills over the new master's
+#    500 ms lease-renewal cycle). The load creates RATE `sleep 20ms` tasks per second round-robin
+#    through the live nodes, each CreateTask with a unique request_id and retried on another
+#    node until one acknowledges it; at the end every created task must be SUCCEED.
+# 2. soak: SOAK_SECS with 2 CPU burners (`while :; do :; done`) and the same load, no kills;
+#    every change of the lease's epoch is a false failover.
+# Prints key=value lines on stdout; progress goes to stderr.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(git -C "$here" rev-parse --show-toplevel)
+KILLS=${KILLS:-20}
+SOAK_SECS=${SOAK_SECS:-300}
+RATE=${RATE:-50}
+NODES=3
+CONCURRENCY=4
+BURNERS=2
+
+log() { echo "failover $(date +%T): $*" >&2; }
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+# Running and not a zombie (kill -0 succeeds on a zombie child).
+alive() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+tmp=$(mktemp -d -t gitflock-failover.XXXXXX)
+redis_pid=""
+driver_pid=""
+
+stop_driver() {
+  [ -n "$driver_pid" ] || return 0
+  if alive "$driver_pid"; then
+    # The driver kills its nodes and burners when it gets SIGTERM.
+    kill -TERM "$driver_pid" 2>/dev/null || true
+    for _ in $(seq 50); do alive "$driver_pid" || break; sleep 0.1; done
+  fi
+  # The driver runs in its own process group (setsid): whatever is left of it goes too.
+  kill -KILL -- "-$driver_pid" 2>/dev/null || true
+  wait "$driver_pid" 2>/dev/null || true
+  driver_pid=""
+}
+stop_redis() {
+  [ -n "$redis_pid" ] || return 0
+  kill -TERM "$redis_pid" 2>/dev/null || true
+  wait "$redis_pid" 2>/dev/null || true
+  redis_pid=""
+}
+cleanup() {
+  local rc=$?
+  stop_driver
+  stop_redis
+  if [ "$rc" -ne 0 ]; then
+    for f in "$tmp"/node*.log; do
+      [ -s "$f" ] || continue
+      log "failed (status $rc); the last lines of $(basename "$f"):"
+      tail -n 15 "$f" >&2
+    done
+  fi
+  if [ -n "${BENCH_KEEP:-}" ]; then
+    log "kept the node logs in $tmp"
+  else
+    rm -rf "$tmp"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log "building (release)"
+(cd "$top" && cargo build --release -q -p gitflock-rpc -p gitflock-bench)
+target=$(cd "$top" && cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+node_bin=$target/release/gitflock-node
+bench=$target/release/gitflock-bench
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
+  >"$tmp/redis.log" 2>&1 &
+redis_pid=$!
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$redis_port" ping >/dev/null
+
+GITFLOCK_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+export GITFLOCK_TOKEN # read by gitflock-bench (and given to its nodes), kept off command lines
+
+log "$NODES nodes (concurrency $CONCURRENCY), $RATE tasks/s, $KILLS kills, then a ${SOAK_SECS} s soak"
+setsid "$bench" failover \
+  --node-bin "$node_bin" \
+  --redis-url "redis://127.0.0.1:$redis_port/0" \
+  --dir "$tmp" \
+  --nodes "$NODES" --concurrency "$CONCURRENCY" \
+  --kills "$KILLS" --rate "$RATE" --sleep 20ms --settle-secs 2 --kill-jitter-ms 1000 \
+  --soak-secs "$SOAK_SECS" --burners "$BURNERS" \
+  >"$tmp/out" </dev/null &
+driver_pid=$!
+rc=0
+wait "$driver_pid" || rc=$?
+driver_pid=""
+sed 's/^/  gitflock failover: /' "$tmp/out" >&2
+if [ "$rc" -ne 0 ]; then
+  log "the driver failed (status $rc)"
+  exit 1
+fi
+cat "$tmp/out"
