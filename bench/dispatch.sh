@@ -19,24 +19,12 @@ N=${N:-20000}
 RATE=${RATE:-100}
 CONCURRENCY=8
 
-log() { echo "dispatch $(date +%T): $*" >&2; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-# Running and not a zombie (kill -0 succeeds on a zombie child).
-alive() {
-  local state
-  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-# The value of KEY in `key=value` text (fields separated by spaces or newlines).
-value() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p" | head -n 1; }
-# indent PREFIX: copies stdin to stderr, each line indented and prefixed.
-indent() { sed "s/^/  $1/" >&2; }
+bench_name=dispatch
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 
 tmp=$(mktemp -d -t gitflock-bench.XXXXXX)
 node_pid=""
-redis_pid=""
 
 stop_node() {
   [ -n "$node_pid" ] || return 0
@@ -50,12 +38,6 @@ stop_node() {
   wait "$node_pid" 2>/dev/null || rc=$?
   [ "$rc" -eq 0 ] || log "node exited with status $rc"
   node_pid=""
-}
-stop_redis() {
-  [ -n "$redis_pid" ] || return 0
-  kill -TERM "$redis_pid" 2>/dev/null || true
-  wait "$redis_pid" 2>/dev/null || true
-  redis_pid=""
 }
 cleanup() {
   local rc=$?
@@ -71,19 +53,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "building (release)"
-(cd "$top" && cargo build --release -q -p gitflock-rpc -p gitflock-bench)
-target=$(cd "$top" && cargo metadata --format-version 1 --no-deps |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-node_bin=$target/release/gitflock-node
-bench=$target/release/gitflock-bench
+build_binaries
 
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
-  >"$tmp/redis.log" 2>&1 &
-redis_pid=$!
-for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis-cli -p "$redis_port" ping >/dev/null
+start_redis
 
 grpc_port=$(free_port)
 server=http://127.0.0.1:$grpc_port

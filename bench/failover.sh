@@ -27,19 +27,11 @@ NODES=3
 CONCURRENCY=4
 BURNERS=2
 
-log() { echo "failover $(date +%T): $*" >&2; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-# Running and not a zombie (kill -0 succeeds on a zombie child).
-alive() {
-  local state
-  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$state" ] && [ "$state" != Z ]
-}
+bench_name=failover
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 
 tmp=$(mktemp -d -t gitflock-failover.XXXXXX)
-redis_pid=""
 driver_pid=""
 
 stop_driver() {
@@ -53,12 +45,6 @@ stop_driver() {
   kill -KILL -- "-$driver_pid" 2>/dev/null || true
   wait "$driver_pid" 2>/dev/null || true
   driver_pid=""
-}
-stop_redis() {
-  [ -n "$redis_pid" ] || return 0
-  kill -TERM "$redis_pid" 2>/dev/null || true
-  wait "$redis_pid" 2>/dev/null || true
-  redis_pid=""
 }
 cleanup() {
   local rc=$?
@@ -81,19 +67,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "building (release)"
-(cd "$top" && cargo build --release -q -p gitflock-rpc -p gitflock-bench)
-target=$(cd "$top" && cargo metadata --format-version 1 --no-deps |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-node_bin=$target/release/gitflock-node
-bench=$target/release/gitflock-bench
+build_binaries
 
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
-  >"$tmp/redis.log" 2>&1 &
-redis_pid=$!
-for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis-cli -p "$redis_port" ping >/dev/null
+start_redis
 
 GITFLOCK_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 export GITFLOCK_TOKEN # read by gitflock-bench (and given to its nodes), kept off command lines
