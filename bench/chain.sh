@@ -26,32 +26,7 @@ bench_name=chain
 source "$here/lib.sh"
 
 tmp=$(mktemp -d -t gitflock-chain.XXXXXX)
-node_pid=""
-
-stop_node() {
-  [ -n "$node_pid" ] || return 0
-  kill -TERM "$node_pid" 2>/dev/null || true
-  for _ in $(seq 300); do alive "$node_pid" || break; sleep 0.1; done
-  if alive "$node_pid"; then
-    log "node did not stop within 30 s of SIGTERM; killing it"
-    kill -KILL "$node_pid" 2>/dev/null || true
-  fi
-  local rc=0
-  wait "$node_pid" 2>/dev/null || rc=$?
-  [ "$rc" -eq 0 ] || log "node exited with status $rc"
-  node_pid=""
-}
-cleanup() {
-  local rc=$?
-  stop_node
-  stop_redis
-  if [ "$rc" -ne 0 ] && [ -s "$tmp/node.log" ]; then
-    log "failed (status $rc); the node's last log lines:"
-    tail -n 20 "$tmp/node.log" >&2
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+trap cleanup_one_node EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
