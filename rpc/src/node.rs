@@ -122,7 +122,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .set_not_serving::<NodesServer<NodeService>>()
         .await;
 
-    let Some(store) = connect(&config, &stop).await else {
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+
+    // Until Redis answers, the port serves health alone (NOT_SERVING), so load balancers and
+    // orchestrators see a live but unready node. Dropping that server when Redis answers
+    // frees the listener for the full one.
+    let store = {
+        let incoming = futures_util::stream::unfold(&listener, |l| async move {
+            Some((l.accept().await.map(|(sock, _)| sock), l))
+        });
+        let waiting = tonic::transport::Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming(incoming);
+        tokio::select! {
+            s = connect(&config, &stop) => s,
+            r = waiting => {
+                r?;
+                None
+            }
+        }
+    };
+    let Some(store) = store else {
         return Ok(());
     };
     tracing::info!(node = %name, prefix = %config.redis.prefix, "connected to redis");
@@ -274,6 +296,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await;
     health_reporter
         .set_serving::<NodesServer<NodeService>>()
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
 
     let server_stop = CancellationToken::new();

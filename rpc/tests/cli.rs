@@ -268,15 +268,13 @@ fn gitflock_dev_runs_a_cluster_that_takes_tasks_and_stops_cleanly_on_ctrl_c() {
 fn a_node_waiting_for_redis_stops_at_once_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let closed = free_port();
+    let grpc = free_port();
     let mut node = Command::new(env!("CARGO_BIN_EXE_gitflock-node"))
         .env_clear()
         .env("GITFLOCK_CLUSTER_TOKEN", TOKEN)
         .env("GITFLOCK_NODE_NAME", "lonely")
         .env("GITFLOCK_NODE_DATA_DIR", dir.path())
-        .env(
-            "GITFLOCK_NODE_GRPC_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
+        .env("GITFLOCK_NODE_GRPC_LISTEN", format!("127.0.0.1:{grpc}"))
         .env(
             "GITFLOCK_REDIS_URL",
             format!("redis://127.0.0.1:{closed}/0"),
@@ -298,6 +296,28 @@ fn a_node_waiting_for_redis_stops_at_once_on_sigterm() {
     assert!(
         node.try_wait().unwrap().is_none(),
         "still waiting for redis"
+    );
+    // Meanwhile gRPC health answers, and says the node is not ready.
+    let status = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc}"))
+            .unwrap()
+            .timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+    });
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
     );
     // ...and stops at once when told to.
     // SAFETY: kill(2) on our child.
