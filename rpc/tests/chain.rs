@@ -186,9 +186,11 @@ async fn concurrent_writers_get_every_entry_in_once() {
 async fn kill_9_during_a_heavy_write_keeps_every_acknowledged_entry() {
     let mut cluster = Cluster::start(1).await;
     let url = cluster.nodes[0].url();
+    let acked_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut handles = Vec::new();
     for w in 0..4 {
         let url = url.clone();
+        let counter = acked_so_far.clone();
         handles.push(tokio::spawn(async move {
             let mut acked: Vec<String> = Vec::new();
             let Ok(mut c) =
@@ -201,7 +203,10 @@ async fn kill_9_during_a_heavy_write_keeps_every_acknowledged_entry() {
                     .map(|i| entry(&format!("w{w} r{round} e{i}")))
                     .collect();
                 match c.chain.write_logs(tokio_stream::iter(batch.clone())).await {
-                    Ok(_) => acked.extend(batch.into_iter().map(|e| e.content)),
+                    Ok(_) => {
+                        counter.fetch_add(batch.len(), std::sync::atomic::Ordering::SeqCst);
+                        acked.extend(batch.into_iter().map(|e| e.content));
+                    }
                     Err(_) => return acked,
                 }
             }
@@ -209,13 +214,10 @@ async fn kill_9_during_a_heavy_write_keeps_every_acknowledged_entry() {
         }));
     }
     // Let the writers get going, then kill the node mid-write.
-    let repo = cluster.nodes[0].data.join("chain/heights");
     wait_for(
-        "a few thousand entries",
+        "a few thousand acknowledged entries",
         Duration::from_secs(30),
-        || async {
-            (std::fs::metadata(&repo).map(|m| m.len()).unwrap_or(0) > 20 * 3000).then_some(())
-        },
+        || async { (acked_so_far.load(std::sync::atomic::Ordering::SeqCst) >= 3000).then_some(()) },
     )
     .await;
     cluster.nodes[0].kill9();

@@ -256,7 +256,20 @@ fn gitflock_dev_runs_a_cluster_that_takes_tasks_and_stops_cleanly_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success());
-    for p in base..base + 3 {
+    // The ports dev printed, gRPC and metrics (a taken one is replaced by a free one), are
+    // free again.
+    let ports: Vec<u16> = seen
+        .iter()
+        .filter_map(|l| l.split("http://127.0.0.1:").nth(1))
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(ports.len(), 6, "{summary}");
+    for p in ports {
         assert!(
             std::net::TcpListener::bind(("127.0.0.1", p)).is_ok(),
             "port {p} still in use"
