@@ -34,8 +34,7 @@ start_redis
 
 grpc_port=$(free_port)
 server=http://127.0.0.1:$grpc_port
-token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
-export GITFLOCK_TOKEN=$token # read by gitflock-bench, kept off its command line
+new_token
 
 # start_node CONCURRENCY: the one node, named bench1, always with the same data dir and port.
 start_node() {
@@ -44,7 +43,7 @@ start_node() {
     GITFLOCK_NODE_DATA_DIR="$tmp/bench1" \
     GITFLOCK_NODE_GRPC_LISTEN="127.0.0.1:$grpc_port" \
     GITFLOCK_REDIS_URL="redis://127.0.0.1:$redis_port/0" \
-    GITFLOCK_CLUSTER_TOKEN="$token" \
+    GITFLOCK_CLUSTER_TOKEN="$GITFLOCK_TOKEN" \
     GITFLOCK_NODE_CONCURRENCY="$1" \
     "$node_bin" >>"$tmp/node.log" 2>&1 &
   node_pid=$!

@@ -71,8 +71,7 @@ build_binaries
 
 start_redis
 
-GITFLOCK_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
-export GITFLOCK_TOKEN # read by gitflock-bench (and given to its nodes), kept off command lines
+new_token
 
 log "$NODES nodes (concurrency $CONCURRENCY), $RATE tasks/s, $KILLS kills, then a ${SOAK_SECS} s soak"
 setsid "$bench" failover \

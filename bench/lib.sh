@@ -74,3 +74,10 @@ cleanup_one_node() {
   fi
   rm -rf "$tmp"
 }
+
+# A fresh cluster token in GITFLOCK_TOKEN, exported: gitflock-bench reads it from there (and
+# gives it to the nodes it starts), so it stays off every command line.
+new_token() {
+  GITFLOCK_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+  export GITFLOCK_TOKEN
+}

@@ -272,12 +272,20 @@ impl Membership {
         m.last_heard = Instant::now();
         m.addr = addr.to_string();
         // Only the master admits; the others just listen.
-        if (!m.admitted || m.dead) && !m.probing && self.lease.current().is_some() {
-            m.probing = true;
-            let me = self.clone();
-            let (name, addr) = (name.to_string(), addr.to_string());
-            tokio::spawn(async move { me.admit(&name, &addr).await });
+        if self.lease.current().is_some() {
+            self.start_admission(name, m);
         }
+    }
+
+    /// Starts an admission probe of a member, unless one runs or it is admitted and alive.
+    fn start_admission(self: &Arc<Self>, name: &str, m: &mut Member) {
+        if m.probing || (m.admitted && !m.dead) {
+            return;
+        }
+        m.probing = true;
+        let me = self.clone();
+        let (name, addr) = (name.to_string(), m.addr.clone());
+        tokio::spawn(async move { me.admit(&name, &addr).await });
     }
 
     /// Probes a node and admits it if it answers as itself.
@@ -375,7 +383,7 @@ impl Membership {
                             },
                         );
                         if !silent {
-                            to_probe.push((r.name.clone(), r.addr.clone()));
+                            to_probe.push(r.name.clone());
                         }
                     }
                     Some(m) => {
@@ -388,15 +396,15 @@ impl Membership {
                             m.last_heard = heard_at;
                             m.addr = r.addr.clone();
                             if (!m.admitted || m.dead) && age <= 2 * self.heartbeat {
-                                to_probe.push((r.name.clone(), r.addr.clone()));
+                                to_probe.push(r.name.clone());
                             }
                         }
                     }
                 }
             }
         }
-        for (name, addr) in to_probe {
-            self.heard_quietly(&name, &addr);
+        for name in to_probe {
+            self.heard_quietly(&name);
         }
 
         // The silent (admitted or not: an unadmitted node may hold work a previous master gave
@@ -465,16 +473,10 @@ impl Membership {
     }
 
     /// Starts an admission probe for a node seen in Redis (not via a heartbeat message).
-    fn heard_quietly(self: &Arc<Self>, name: &str, addr: &str) {
-        let mut table = self.table.lock().unwrap();
-        let Some(m) = table.get_mut(name) else { return };
-        if m.probing || (m.admitted && !m.dead) {
-            return;
+    fn heard_quietly(self: &Arc<Self>, name: &str) {
+        if let Some(m) = self.table.lock().unwrap().get_mut(name) {
+            self.start_admission(name, m);
         }
-        m.probing = true;
-        let me = self.clone();
-        let (name, addr) = (name.to_string(), addr.to_string());
-        tokio::spawn(async move { me.admit(&name, &addr).await });
     }
 
     async fn confirm_dead(&self, name: &str, addr: &str) {

@@ -43,6 +43,18 @@ async fn wait_new_master(cluster: &Cluster, old: &str) -> (String, u64) {
     .await
 }
 
+/// Every node the cluster lists.
+async fn list_nodes(c: &mut gitflock::cli::Client) -> Vec<gitflock_proto::v1::NodeInfo> {
+    list_nodes_now(c).await.expect("ListNodes")
+}
+
+/// Every node the cluster lists, or None if the call failed (for use while waiting).
+async fn list_nodes_now(
+    c: &mut gitflock::cli::Client,
+) -> Option<Vec<gitflock_proto::v1::NodeInfo>> {
+    Some(c.nodes.list_nodes(Empty {}).await.ok()?.into_inner().nodes)
+}
+
 /// Creates tasks at a steady pace from a background thread until stopped; returns the ids.
 struct Load {
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -186,13 +198,7 @@ async fn a_master_paused_past_its_lease_comes_back_a_slave_and_writes_nothing() 
         .into_inner();
     assert!(!alive.master, "the old master knows it is a slave");
     assert!(alive.epoch >= new_epoch);
-    let nodes = c
-        .nodes
-        .list_nodes(Empty {})
-        .await
-        .unwrap()
-        .into_inner()
-        .nodes;
+    let nodes = list_nodes(&mut c).await;
     let me = nodes.iter().find(|n| n.name == old).unwrap();
     assert_eq!(me.role, "slave");
     all_succeed(&cluster, &ids, Duration::from_secs(60)).await;
@@ -202,7 +208,7 @@ async fn a_master_paused_past_its_lease_comes_back_a_slave_and_writes_nothing() 
         Duration::from_secs(10),
         || async {
             let mut c = cluster.client().await;
-            let nodes = c.nodes.list_nodes(Empty {}).await.ok()?.into_inner().nodes;
+            let nodes = list_nodes_now(&mut c).await?;
             nodes
                 .iter()
                 .any(|n| n.name == old && n.state == "alive")
@@ -245,13 +251,7 @@ async fn a_forged_heartbeat_admits_nobody_and_is_not_even_probed() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(trap.accept().is_err(), "a forged heartbeat was probed");
     let mut c = cluster.client().await;
-    let nodes = c
-        .nodes
-        .list_nodes(Empty {})
-        .await
-        .unwrap()
-        .into_inner()
-        .nodes;
+    let nodes = list_nodes(&mut c).await;
     assert!(nodes.iter().all(|n| n.name != "ghost"));
     let (master, epoch) = epoch_of_lease(&cluster.redis).unwrap();
     assert_ne!(master, "ghost");
@@ -299,7 +299,7 @@ async fn redis_restarted_with_aof_mid_run_the_cluster_recovers_and_loses_nothing
     cluster.wait_master().await;
     wait_for("three alive nodes", Duration::from_secs(10), || async {
         let mut c = cluster.client().await;
-        let nodes = c.nodes.list_nodes(Empty {}).await.ok()?.into_inner().nodes;
+        let nodes = list_nodes_now(&mut c).await?;
         (nodes.iter().filter(|n| n.state == "alive").count() == 3).then_some(())
     })
     .await;
