@@ -1,0 +1,374 @@
+//! Who may do what: the login password, signed session cookies, CSRF tokens, the login rate
+//! limit, and [`guard`], the middleware that applies them to every route.
+//!
+//! - A session is a cookie `gitflock_session=v1.<expiry>.<sid>.<mac>`: the MAC is
+//!   HMAC-SHA256 over expiry and a random session id, keyed by a secret derived from the
+//!   cluster token and the password (so changing either ends every session). No server-side
+//!   session table: restarts and several web processes behind one balancer just work.
+//! - The CSRF token of a session is HMAC(key, "csrf" | sid). A state-changing request from a
+//!   cookie session must carry it (form field `csrf` or header `X-CSRF-Token`).
+//! - API clients may send `Authorization: Bearer <cluster token>` instead of a cookie; a
+//!   Bearer request carries no ambient authority, so it needs no CSRF token.
+//! - Open routes: `/login`, `/healthz`, `/static/*`, and `POST /hooks/push` (the node checks
+//!   the webhook's own secret).
+
+use crate::app::AppState;
+use crate::config::Password;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, HttpResponse, web};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+type HmacSha256 = Hmac<Sha256>;
+
+pub const COOKIE: &str = "gitflock_session";
+pub const CSRF_FIELD: &str = "csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Failed logins allowed per client address per window, before 429.
+const LOGIN_FAILURES: usize = 5;
+const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// Who is asking, as the handlers see it (a request extension set by [`guard`]).
+#[derive(Clone, Debug)]
+pub struct Viewer {
+    /// The CSRF token to put into forms; empty for Bearer clients.
+    pub csrf: String,
+}
+
+pub struct Auth {
+    password: Password,
+    token: String,
+    key: Vec<u8>,
+    ttl: Duration,
+    failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Equality of secrets without an early exit (compares digests, so lengths do not leak).
+fn same_secret(a: &str, b: &str) -> bool {
+    let (da, db) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    da.iter().zip(db.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Auth {
+    pub fn new(password: Password, token: String, ttl: Duration) -> Auth {
+        let material = match &password {
+            Password::Hash(h) => h.clone(),
+            Password::Plain(p) => p.clone(),
+        };
+        let mut mac = HmacSha256::new_from_slice(token.as_bytes()).expect("any key length");
+        mac.update(b"gitflock-web session key v1|");
+        mac.update(material.as_bytes());
+        Auth {
+            password,
+            token,
+            key: mac.finalize().into_bytes().to_vec(),
+            ttl,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn mac(&self, parts: &[&str]) -> String {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("any key length");
+        for p in parts {
+            mac.update(p.as_bytes());
+            mac.update(b"|");
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A new session cookie value.
+    pub fn new_session(&self) -> String {
+        let exp = (now_secs() + self.ttl.as_secs()).to_string();
+        let sid = uuid::Uuid::new_v4().simple().to_string();
+        let mac = self.mac(&["session", &exp, &sid]);
+        format!("v1.{exp}.{sid}.{mac}")
+    }
+
+    /// The session id of a valid, unexpired cookie value.
+    pub fn check_session(&self, value: &str) -> Option<String> {
+        let mut it = value.split('.');
+        let (v, exp, sid, mac) = (it.next()?, it.next()?, it.next()?, it.next()?);
+        if v != "v1" || it.next().is_some() || sid.len() != 32 {
+            return None;
+        }
+        let exp_n: u64 = exp.parse().ok()?;
+        if exp_n <= now_secs() {
+            return None;
+        }
+        same_secret(&self.mac(&["session", exp, sid]), mac).then(|| sid.to_string())
+    }
+
+    pub fn csrf_for(&self, sid: &str) -> String {
+        self.mac(&["csrf", sid])[..32].to_string()
+    }
+
+    pub fn check_bearer(&self, presented: &str) -> bool {
+        same_secret(presented, &self.token)
+    }
+
+    /// Checks the login password (argon2 runs on the blocking pool).
+    pub async fn check_password(&self, given: String) -> bool {
+        match &self.password {
+            Password::Plain(p) => same_secret(&given, p),
+            Password::Hash(h) => {
+                let h = h.clone();
+                web::block(move || {
+                    use argon2::PasswordVerifier;
+                    argon2::PasswordHash::new(&h).is_ok_and(|parsed| {
+                        argon2::Argon2::default()
+                            .verify_password(given.as_bytes(), &parsed)
+                            .is_ok()
+                    })
+                })
+                .await
+                .unwrap_or(false)
+            }
+        }
+    }
+
+    /// False when `ip` used up its failed attempts in the current window.
+    pub fn login_allowed(&self, ip: IpAddr) -> bool {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if f.len() > 10_000 {
+            f.retain(|_, v| v.iter().any(|t| now.duration_since(*t) < LOGIN_WINDOW));
+        }
+        match f.get_mut(&ip) {
+            None => true,
+            Some(v) => {
+                v.retain(|t| now.duration_since(*t) < LOGIN_WINDOW);
+                v.len() < LOGIN_FAILURES
+            }
+        }
+    }
+
+    pub fn login_failed(&self, ip: IpAddr) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.entry(ip).or_default().push(Instant::now());
+    }
+}
+
+/// `gitflock-web hash-password`: an argon2id PHC string for `[web] password_hash`.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::PasswordHasher;
+    let salt_bytes = uuid::Uuid::new_v4().into_bytes();
+    let salt = argon2::password_hash::SaltString::encode_b64(&salt_bytes)
+        .map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// The `Set-Cookie` value for a session (or, with `None`, one that clears it).
+pub fn session_cookie(value: Option<&str>, ttl: Duration, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    match value {
+        Some(v) => format!(
+            "{COOKIE}={v}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+            ttl.as_secs()
+        ),
+        None => format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"),
+    }
+}
+
+pub fn cookie_value<'a>(req: &'a actix_web::HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn bearer(req: &ServiceRequest) -> Option<&str> {
+    let h = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    h.strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+fn is_open(path: &str) -> bool {
+    matches!(path, "/login" | "/healthz" | "/hooks/push" | "/favicon.ico")
+        || path.starts_with("/static/")
+}
+
+/// Pages (HTML GETs) send an anonymous browser to the login form; everything else gets 401.
+fn wants_redirect(req: &ServiceRequest) -> bool {
+    let p = req.path();
+    req.method() == Method::GET
+        && !p.starts_with("/api/")
+        && p != "/events"
+        && p != "/metrics"
+}
+
+fn json_error(status: actix_web::http::StatusCode, msg: &str) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({ "error": msg }))
+}
+
+/// The authentication and CSRF middleware (see the module doc).
+pub async fn guard(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    use actix_web::http::StatusCode;
+    if is_open(req.path()) {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(actix_web::error::ErrorInternalServerError("no app state"));
+    };
+    let auth = &state.auth;
+
+    if let Some(presented) = bearer(&req) {
+        if !auth.check_bearer(presented) {
+            let resp = json_error(StatusCode::UNAUTHORIZED, "bad bearer token");
+            return Ok(req.into_response(resp).map_into_right_body());
+        }
+        req.extensions_mut().insert(Viewer {
+            csrf: String::new(),
+        });
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+
+    let sid = cookie_value(req.request(), COOKIE).and_then(|v| auth.check_session(v));
+    let Some(sid) = sid else {
+        let resp = if wants_redirect(&req) {
+            let next_path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            let target = format!(
+                "/login?next={}",
+                serde_urlencoded::to_string([("", next_path)])
+                    .unwrap_or_default()
+                    .trim_start_matches('=')
+            );
+            HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, target))
+                .finish()
+        } else {
+            json_error(StatusCode::UNAUTHORIZED, "login required (session cookie or Authorization: Bearer)")
+        };
+        return Ok(req.into_response(resp).map_into_right_body());
+    };
+    let csrf = auth.csrf_for(&sid);
+
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        let mut presented = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        if presented.is_none() && is_form {
+            // Read the form to find the token, then hand the same bytes on to the handler.
+            let body = req.extract::<web::Bytes>().await?;
+            presented = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+                .ok()
+                .and_then(|kv| kv.into_iter().find(|(k, _)| k == CSRF_FIELD))
+                .map(|(_, v)| v);
+            req.set_payload(actix_web::dev::Payload::from(body));
+        }
+        if !presented.is_some_and(|p| same_secret(&p, &csrf)) {
+            let resp = json_error(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token: reload the page and try again",
+            );
+            return Ok(req.into_response(resp).map_into_right_body());
+        }
+    }
+    req.extensions_mut().insert(Viewer { csrf });
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Auth {
+        Auth::new(
+            Password::Plain("correct horse".into()),
+            "0123456789abcdef0123".into(),
+            Duration::from_secs(60),
+        )
+    }
+
+    #[test]
+    fn sessions_are_signed_and_tamper_evident() {
+        let a = auth();
+        let s = a.new_session();
+        let sid = a.check_session(&s).expect("valid");
+        assert_eq!(a.csrf_for(&sid).len(), 32);
+        let mut forged = s.clone();
+        forged.replace_range(3..4, if &s[3..4] == "9" { "8" } else { "9" });
+        assert!(a.check_session(&forged).is_none());
+        let other = Auth::new(
+            Password::Plain("another one".into()),
+            "0123456789abcdef0123".into(),
+            Duration::from_secs(60),
+        );
+        assert!(other.check_session(&s).is_none(), "a new password ends sessions");
+        assert!(a.check_session("v1.1.abc.def").is_none());
+        assert!(a.check_session("").is_none());
+    }
+
+    #[test]
+    fn expired_sessions_are_refused() {
+        let a = auth();
+        let sid = "0".repeat(32);
+        let exp = (now_secs() - 1).to_string();
+        let v = format!("v1.{exp}.{sid}.{}", a.mac(&["session", &exp, &sid]));
+        assert!(a.check_session(&v).is_none());
+    }
+
+    #[test]
+    fn logins_are_rate_limited_per_address() {
+        let a = auth();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..LOGIN_FAILURES {
+            assert!(a.login_allowed(ip));
+            a.login_failed(ip);
+        }
+        assert!(!a.login_allowed(ip));
+        assert!(a.login_allowed("10.0.0.2".parse().unwrap()));
+    }
+
+    #[actix_web::test]
+    async fn password_hashes_verify() {
+        let h = hash_password("s3cret pass").unwrap();
+        assert!(h.starts_with("$argon2"));
+        let a = Auth::new(
+            Password::Hash(h),
+            "0123456789abcdef0123".into(),
+            Duration::from_secs(60),
+        );
+        assert!(a.check_password("s3cret pass".into()).await);
+        assert!(!a.check_password("s3cret pasS".into()).await);
+    }
+}

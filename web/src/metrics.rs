@@ -1,0 +1,123 @@
+//! The dashboard's Prometheus metrics (`gitflock_web_*`), served at `/metrics`.
+//!
+//! `/metrics` needs the same authentication as the API: a session cookie, or
+//! `Authorization: Bearer <cluster token>` (what a Prometheus scrape job sends, with
+//! `authorization: {credentials_file: ...}`).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route pattern (e.g. `/tasks/{id}`, so ids do not explode the label set),
+    /// method and status.
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    /// gRPC calls that failed, by call and status code.
+    pub grpc_errors: IntCounterVec,
+    /// Calls answered by another node than the one tried first.
+    pub failovers: IntCounter,
+    /// WatchTasks streams (re)opened: more than one means the stream moved.
+    pub watch_restarts: IntCounter,
+    pub sse_clients: IntGauge,
+    pub login_failures: IntCounter,
+    pub logins_throttled: IntCounter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("gitflock_web_requests_total", "HTTP requests by route and status"),
+            &["route", "method", "status"],
+        )
+        .expect("metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "gitflock_web_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
+            &["route"],
+        )
+        .expect("metric");
+        let grpc_errors = IntCounterVec::new(
+            Opts::new(
+                "gitflock_web_grpc_errors_total",
+                "gRPC calls to the nodes that failed, by call and code",
+            ),
+            &["call", "code"],
+        )
+        .expect("metric");
+        let failovers = IntCounter::new(
+            "gitflock_web_node_failovers_total",
+            "calls answered by another node than the one tried first",
+        )
+        .expect("metric");
+        let watch_restarts = IntCounter::new(
+            "gitflock_web_watch_streams_total",
+            "WatchTasks streams opened (reconnections included)",
+        )
+        .expect("metric");
+        let sse_clients = IntGauge::new(
+            "gitflock_web_sse_clients",
+            "browsers subscribed to /events now",
+        )
+        .expect("metric");
+        let login_failures = IntCounter::new(
+            "gitflock_web_login_failures_total",
+            "login attempts with a wrong password",
+        )
+        .expect("metric");
+        let logins_throttled = IntCounter::new(
+            "gitflock_web_login_throttled_total",
+            "login attempts refused by the rate limit",
+        )
+        .expect("metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(grpc_errors.clone()),
+            Box::new(failovers.clone()),
+            Box::new(watch_restarts.clone()),
+            Box::new(sse_clients.clone()),
+            Box::new(login_failures.clone()),
+            Box::new(logins_throttled.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            grpc_errors,
+            failovers,
+            watch_restarts,
+            sse_clients,
+            login_failures,
+            logins_throttled,
+        }
+    }
+
+    pub fn grpc_error(&self, call: &str, code: tonic::Code) {
+        self.grpc_errors
+            .with_label_values(&[call, &format!("{code:?}")])
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
