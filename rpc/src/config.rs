@@ -42,6 +42,11 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("mirror", "list_url", Kind::Str),
     ("mirror", "list_refresh_secs", Kind::Int),
     ("mirror", "allow_file_urls", Kind::Bool),
+    ("mirror", "list_max_remove_percent", Kind::Int),
+    ("mirror", "serve_listen", Kind::Str),
+    ("mirror", "serve_advertise", Kind::Str),
+    ("mirror", "webhook_secret", Kind::Str),
+    ("mirror", "settle_secs", Kind::Int),
     ("chain", "remote", Kind::Str),
     ("chain", "branch", Kind::Str),
     ("chain", "block_interval_secs", Kind::Int),
@@ -104,11 +109,32 @@ pub struct ChainConfig {
 }
 
 #[derive(Clone, Debug)]
+pub struct MirrorConfig {
+    /// How often a mirror is checked (the default interval of `mirror` tasks).
+    pub interval_secs: u64,
+    /// The upstream list repository (compass-ci `upstream-repos` format); None: no list.
+    pub list_url: Option<String>,
+    pub list_refresh: Duration,
+    /// A list sync may remove at most this share of the listed mirrors (or 5) at once.
+    pub list_max_remove_percent: u32,
+    pub allow_file_urls: bool,
+    /// Where `git daemon` serves this node's mirrors; None: not served.
+    pub serve_listen: Option<std::net::SocketAddr>,
+    /// host:port that clone URLs name (default: serve_listen).
+    pub serve_advertise: String,
+    /// The push-webhook secret; empty: webhooks are refused.
+    pub webhook_secret: String,
+    /// A node back from the dead gets mirrors again only after this long up.
+    pub settle: Duration,
+}
+
+#[derive(Clone, Debug)]
 pub struct Config {
     pub node: NodeConfig,
     pub redis: RedisConfig,
     pub cluster: ClusterConfig,
     pub chain: ChainConfig,
+    pub mirror: MirrorConfig,
     /// Keys of sections whose features land in later issues (mirror, web), kept
     /// validated so a config written for the whole product loads today.
     pub extra: BTreeMap<String, toml::Value>,
@@ -405,10 +431,68 @@ impl Config {
                 raw.int("chain", "block_interval_secs", 3600, 0, 366 * 86400)? as u64,
             );
 
+        let list_url = raw
+            .str("mirror", "list_url")
+            .filter(|r| !r.trim().is_empty());
+        let allow_file_urls = raw
+            .get("mirror", "allow_file_urls")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        if let Some(u) = &list_url {
+            crate::mirror::MirrorUrl::parse(u, true)
+                .map_err(|e| ConfigError(format!("[mirror] list_url: {e}")))?;
+        }
+        let serve_listen = match raw.str("mirror", "serve_listen") {
+            Some(s) if s.trim().is_empty() => None,
+            Some(s) => Some(s.parse().map_err(|_| {
+                ConfigError(format!("[mirror] serve_listen {s:?}: expected host:port"))
+            })?),
+            None => Some("127.0.0.1:9418".parse().expect("literal")),
+        };
+        let serve_advertise = raw
+            .str("mirror", "serve_advertise")
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| {
+                serve_listen
+                    .map(|a: std::net::SocketAddr| a.to_string())
+                    .unwrap_or_default()
+            });
+        if serve_advertise
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
+            return Err(ConfigError(format!(
+                "[mirror] serve_advertise {serve_advertise:?}: expected host:port"
+            )));
+        }
+        let mirror = MirrorConfig {
+            interval_secs: raw.int("mirror", "interval_secs", 600, 1, 366 * 86400)? as u64,
+            list_url,
+            list_refresh: Duration::from_secs(raw.int(
+                "mirror",
+                "list_refresh_secs",
+                300,
+                1,
+                366 * 86400,
+            )? as u64),
+            list_max_remove_percent: raw.int("mirror", "list_max_remove_percent", 20, 0, 100)?
+                as u32,
+            allow_file_urls,
+            serve_listen,
+            serve_advertise,
+            webhook_secret: raw.str("mirror", "webhook_secret").unwrap_or_default(),
+            settle: Duration::from_secs(raw.int("mirror", "settle_secs", 30, 0, 86400)? as u64),
+        };
+
         let extra = raw
             .values
             .iter()
-            .filter(|((s, _), _)| !matches!(s.as_str(), "node" | "redis" | "cluster" | "chain"))
+            .filter(|((s, _), _)| {
+                !matches!(
+                    s.as_str(),
+                    "node" | "redis" | "cluster" | "chain" | "mirror"
+                )
+            })
             .map(|((s, k), v)| (format!("{s}.{k}"), v.clone()))
             .collect();
 
@@ -435,6 +519,7 @@ impl Config {
                 branch,
                 block_interval,
             },
+            mirror,
             extra,
         })
     }
@@ -489,10 +574,15 @@ mod tests {
     #[test]
     fn later_sections_are_accepted_and_checked() {
         let c = load(&format!("{TOKEN}[mirror]\nallow_file_urls = true\n"), &[]).unwrap();
-        assert_eq!(
-            c.extra.get("mirror.allow_file_urls"),
-            Some(&toml::Value::Boolean(true))
-        );
+        assert!(c.mirror.allow_file_urls);
+        let e = load(&format!("{TOKEN}[mirror]\nlist_url = \"ext::sh\"\n"), &[]).unwrap_err();
+        assert!(e.to_string().contains("[mirror] list_url"), "{e}");
+        let e = load(
+            &format!("{TOKEN}[mirror]\nserve_listen = \"nowhere\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("[mirror] serve_listen"), "{e}");
         let e = load(&format!("{TOKEN}[web]\nnodes = \"x\"\n"), &[]).unwrap_err();
         assert!(e.to_string().contains("[web] nodes"), "{e}");
     }

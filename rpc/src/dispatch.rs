@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::lease::Lease;
 use crate::membership::Membership;
+use crate::mirror::ring::Ring;
 use crate::store::{Store, StoreError};
 
 /// Tasks moved by one DISPATCH call (one script run holds Redis for ~1 ms at this size).
@@ -24,6 +25,8 @@ pub struct Dispatcher {
     lease: Arc<Lease>,
     membership: Arc<Membership>,
     dead_after: Duration,
+    /// A node back from the dead waits this long before mirrors are placed on it again.
+    settle: Duration,
     /// Rung on `due` (a task was created or finished) and when a node is admitted.
     wake: Arc<Notify>,
 }
@@ -34,6 +37,7 @@ impl Dispatcher {
         lease: Arc<Lease>,
         membership: Arc<Membership>,
         dead_after: Duration,
+        settle: Duration,
         wake: Arc<Notify>,
     ) -> Arc<Dispatcher> {
         Arc::new(Dispatcher {
@@ -41,12 +45,14 @@ impl Dispatcher {
             lease,
             membership,
             dead_after,
+            settle,
             wake,
         })
     }
 
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut lease_changes = self.lease.subscribe();
+        let (mut members, mut ring) = (Vec::new(), Ring::default());
         loop {
             let Some(m) = self.lease.current() else {
                 tokio::select! {
@@ -60,9 +66,22 @@ impl Dispatcher {
             tokio::pin!(wake);
             wake.as_mut().enable();
             let nodes = self.membership.dispatchable();
+            let placement = self.membership.placement(self.settle);
+            if placement != members {
+                tracing::info!(nodes = ?placement, "mirror placement ring changed");
+                ring = Ring::new(&placement);
+                members = placement;
+            }
             let pause = match self
                 .store
-                .dispatch(&m.holder, m.epoch, BATCH, self.dead_after, &nodes)
+                .dispatch(
+                    &m.holder,
+                    m.epoch,
+                    BATCH,
+                    self.dead_after,
+                    &nodes,
+                    ring.points(),
+                )
                 .await
             {
                 Ok(r) if r.moved > 0 && r.left > 0 => continue,

@@ -22,6 +22,8 @@ pub mod lease;
 pub mod listener;
 pub mod membership;
 pub mod metrics;
+pub mod mirror;
+pub mod mirror_service;
 pub mod node;
 pub mod public;
 pub mod redact;

@@ -182,6 +182,8 @@ struct Member {
     /// Declared dead (its work was reassigned); it must be probed to come back.
     dead: bool,
     probing: bool,
+    /// When it was admitted again after being declared dead (flap damping for placement).
+    back_at: Option<Instant>,
 }
 
 pub struct Membership {
@@ -260,6 +262,28 @@ impl Membership {
         out
     }
 
+    /// The nodes mirrors are placed on (the consistent-hashing ring): admitted and not
+    /// declared dead (or being probed, as after a change of master) — a node late with a
+    /// heartbeat keeps its repositories (they wait for it) until it is confirmed dead — and,
+    /// for a node that came back from the dead, up for
+    /// `settle` already, so a flapping node does not pull repositories back and forth.
+    pub fn placement(&self, settle: Duration) -> Vec<String> {
+        let table = self.table.lock().unwrap();
+        let mut out: Vec<String> = table
+            .iter()
+            .filter(|(_, m)| {
+                (m.admitted || m.probing)
+                    && !m.dead
+                    && m.back_at.is_none_or(|t| t.elapsed() >= settle)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        out.push(self.me.clone());
+        out.sort();
+        out.dedup();
+        out
+    }
+
     fn heard(self: &Arc<Self>, name: &str, addr: &str) {
         let mut table = self.table.lock().unwrap();
         let m = table.entry(name.to_string()).or_insert_with(|| Member {
@@ -268,6 +292,7 @@ impl Membership {
             admitted: false,
             dead: false,
             probing: false,
+            back_at: None,
         });
         m.last_heard = Instant::now();
         m.addr = addr.to_string();
@@ -312,6 +337,7 @@ impl Membership {
                     tracing::info!(node = name, "node is back and admitted again");
                     if let Some(m) = self.table.lock().unwrap().get_mut(name) {
                         m.dead = false;
+                        m.back_at = Some(Instant::now());
                     }
                 }
                 Err(StoreError::NotMaster) => self.lease.lost(),
@@ -380,6 +406,7 @@ impl Membership {
                                 admitted: silent && !r.dead,
                                 dead: r.dead,
                                 probing: false,
+                                back_at: None,
                             },
                         );
                         if !silent {

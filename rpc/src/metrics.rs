@@ -34,6 +34,9 @@ pub struct Metrics {
     pub chain_height: IntGauge,
     pub chain_write_seconds: Histogram,
     pub block_pushes: IntCounterVec,
+    pub mirror_sync_seconds: HistogramVec,
+    pub mirror_failures: IntCounter,
+    pub webhooks: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
@@ -186,6 +189,36 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             IntCounterVec::new(
                 Opts::new("gitflock_block_pushes_total", "Block pushes by this node"),
+                &["result"],
+            )
+            .unwrap(),
+        ),
+        mirror_sync_seconds: reg(
+            &r,
+            HistogramVec::new(
+                h(
+                    "gitflock_mirror_sync_seconds",
+                    "Mirror runs on this node by result (unchanged, changed, error)",
+                ),
+                &["result"],
+            )
+            .unwrap(),
+        ),
+        mirror_failures: reg(
+            &r,
+            IntCounter::new(
+                "gitflock_mirror_failures_total",
+                "Mirror runs on this node that failed",
+            )
+            .unwrap(),
+        ),
+        webhooks: reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "gitflock_webhooks_total",
+                    "Push webhooks received by this node",
+                ),
                 &["result"],
             )
             .unwrap(),

@@ -25,6 +25,7 @@ use crate::service::{Auth, NodeService, TaskService};
 use crate::store::Store;
 use crate::worker::Worker;
 use gitflock_proto::v1::chain_server::ChainServer;
+use gitflock_proto::v1::mirrors_server::MirrorsServer;
 use gitflock_proto::v1::{nodes_server::NodesServer, tasks_server::TasksServer};
 use tokio::sync::Notify;
 
@@ -162,7 +163,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         chain: Some(chain.clone()),
         chain_remote: config.chain.remote.clone(),
         branch_pattern: config.chain.branch.clone(),
+        data_dir: config.node.data_dir.clone(),
+        mirror: config.mirror.clone(),
     }));
+    crate::mirror::fetch::set_timeouts(Duration::from_secs(10), Duration::from_secs(120));
     if config.chain.remote.is_some() && !config.chain.block_interval.is_zero() {
         // This node's standing recurring block task, made once (its id is derived from the
         // node name).
@@ -212,6 +216,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         lease.clone(),
         membership.clone(),
         config.cluster.dead_after,
+        config.mirror.settle,
         wake_dispatch.clone(),
     );
     let hub = ChangeHub::new(store.clone());
@@ -263,6 +268,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         .run(background.clone()),
     );
+    if let Some(listen) = config.mirror.serve_listen {
+        tracker.spawn(crate::mirror::serve::run(
+            crate::mirror::mirrors_dir(&config.node.data_dir),
+            listen,
+            background.clone(),
+        ));
+    }
+    if let Some(url) = &config.mirror.list_url {
+        tracker.spawn(
+            crate::mirror::list::ListSync {
+                store: store.clone(),
+                lease: lease.clone(),
+                url: url.clone(),
+                repo_dir: config.node.data_dir.join("upstream-list.git"),
+                refresh: config.mirror.list_refresh,
+                interval_secs: config.mirror.interval_secs,
+                allow_file: config.mirror.allow_file_urls,
+                max_remove_percent: config.mirror.list_max_remove_percent,
+            }
+            .run(background.clone()),
+        );
+    }
     if let Some(l) = metrics_listener {
         tracker.spawn(crate::metrics::serve(l, store.clone(), background.clone()));
     }
@@ -287,6 +314,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         lease: lease.clone(),
         config: config.clone(),
     };
+    let mirrors = crate::mirror_service::MirrorService {
+        store: store.clone(),
+        config: config.mirror.clone(),
+    };
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(gitflock_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -309,7 +340,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .add_service(reflection)
             .add_service(TasksServer::with_interceptor(tasks, auth.clone()))
             .add_service(NodesServer::with_interceptor(nodes, auth.clone()))
-            .add_service(ChainServer::with_interceptor(chain_service, auth))
+            .add_service(ChainServer::with_interceptor(chain_service, auth.clone()))
+            .add_service(MirrorsServer::with_interceptor(mirrors, auth))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 async move { server_stop.cancelled().await },

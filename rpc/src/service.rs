@@ -151,15 +151,21 @@ impl TaskService {
             )));
         }
         Ok(NewTask {
-            id: task::new_id(),
+            id: runner.task_id(&r.target).unwrap_or_else(task::new_id),
             name: if r.name.trim().is_empty() {
-                kind.to_string()
+                runner
+                    .default_name(&r.target)
+                    .unwrap_or_else(|| kind.to_string())
             } else {
                 r.name.clone()
             },
             kind: kind.to_string(),
             target: r.target.clone(),
-            interval_secs: r.interval_secs,
+            interval_secs: if r.interval_secs == 0 {
+                runner.default_interval()
+            } else {
+                r.interval_secs
+            },
             max_attempts: if r.max_attempts == 0 {
                 self.default_max_attempts
             } else {

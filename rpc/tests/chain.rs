@@ -84,11 +84,7 @@ async fn make_block(cluster: &Cluster, node: &str) -> gitflock_proto::v1::Task {
         .unwrap()
         .into_inner();
     wait_for("the block task to end", Duration::from_secs(60), || {
-        let mut c = gitflock::cli::Client {
-            tasks: c.tasks.clone(),
-            nodes: c.nodes.clone(),
-            chain: c.chain.clone(),
-        };
+        let mut c = c.clone();
         let id = t.id.clone();
         async move {
             let t = c

@@ -511,11 +511,7 @@ async fn list_tasks_filters_and_paginates_without_gaps_or_repeats() {
         .unwrap();
 
     let list = |req: ListTasksRequest| {
-        let mut c = gitflock::cli::Client {
-            tasks: c.tasks.clone(),
-            nodes: c.nodes.clone(),
-            chain: c.chain.clone(),
-        };
+        let mut c = c.clone();
         async move {
             let mut out = Vec::new();
             let mut token = String::new();

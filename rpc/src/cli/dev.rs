@@ -207,6 +207,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
         let port = port_or_free(args.base_port.saturating_add(i - 1))?;
         let listen = format!("127.0.0.1:{port}");
         let metrics = format!("127.0.0.1:{}", free_port()?);
+        // Each node serves its mirrors with git daemon on a port of its own.
+        let serve = format!("127.0.0.1:{}", free_port()?);
         let log = std::fs::File::create(data.join(format!("{name}.log")))
             .map_err(|e| CliError(e.to_string()))?;
         let child = Command::new(&node_bin)
@@ -228,6 +230,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             )
             .env("GITFLOCK_CHAIN_BLOCK_INTERVAL_SECS", "300")
             .env("GITFLOCK_NODE_METRICS_LISTEN", &metrics)
+            .env("GITFLOCK_MIRROR_SERVE_LISTEN", &serve)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| CliError(e.to_string()))?)
             .stderr(log)

@@ -6,6 +6,7 @@ pub mod dev;
 
 use clap::{Parser, Subcommand};
 use gitflock_proto::v1::chain_client::ChainClient;
+use gitflock_proto::v1::mirrors_client::MirrorsClient;
 use gitflock_proto::v1::nodes_client::NodesClient;
 use gitflock_proto::v1::tasks_client::TasksClient;
 use gitflock_proto::v1::{
@@ -62,6 +63,9 @@ pub enum Command {
     /// Push blocks of the log chains, list them.
     #[command(subcommand)]
     Block(BlockCommand),
+    /// Mirror upstream git repositories across the nodes; list them; sync them now.
+    #[command(subcommand)]
+    Mirror(MirrorCommand),
     /// Run a whole local cluster: redis-server, N nodes; Ctrl-C stops all of it.
     Dev(dev::DevArgs),
 }
@@ -87,6 +91,29 @@ pub enum LogCommand {
     },
     /// Check the chain, and that the remote still holds every block.
     Verify,
+}
+
+#[derive(Subcommand)]
+pub enum MirrorCommand {
+    /// Mirror a repository (a recurring `mirror` task, placed by consistent hashing); prints
+    /// the task id. Adding a repository again finds the task it already has.
+    Add {
+        url: String,
+        /// Check for changes this often (default: the node's [mirror] interval_secs).
+        #[arg(long, default_value_t = 0)]
+        interval: u64,
+    },
+    /// The mirrors: upstream, node, head, last fetch and change, last error, clone URL.
+    List {
+        /// Only mirrors whose URL contains this text.
+        #[arg(long, default_value = "")]
+        text: String,
+    },
+    /// Bring these mirrors up to date now.
+    Sync {
+        #[arg(required = true)]
+        urls: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -223,10 +250,12 @@ impl tonic::service::Interceptor for Bearer {
 pub type Authed = InterceptedService<Channel, Bearer>;
 
 /// A connection to one node, with the token on every call.
+#[derive(Clone)]
 pub struct Client {
     pub tasks: TasksClient<Authed>,
     pub nodes: NodesClient<Authed>,
     pub chain: ChainClient<Authed>,
+    pub mirrors: MirrorsClient<Authed>,
 }
 
 impl Client {
@@ -252,7 +281,8 @@ impl Client {
         Ok(Client {
             tasks: TasksClient::with_interceptor(channel.clone(), b.clone()),
             nodes: NodesClient::with_interceptor(channel.clone(), b.clone()),
-            chain: ChainClient::with_interceptor(channel, b),
+            chain: ChainClient::with_interceptor(channel.clone(), b.clone()),
+            mirrors: MirrorsClient::with_interceptor(channel, b),
         })
     }
 }
@@ -364,6 +394,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Log(cmd) => run_log(cmd, &mut c, cli.json).await,
         Command::Block(cmd) => run_block(cmd, &mut c, cli.json).await,
+        Command::Mirror(cmd) => run_mirror(cmd, &mut c, cli.json).await,
         Command::Dev(_) => Err(CliError("dev is not a client command".into())),
     }
 }
@@ -725,6 +756,134 @@ async fn run_log(cmd: LogCommand, c: &mut Client, as_json: bool) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A mirror's JSON form (`mirror list --json`).
+pub fn mirror_json(m: &gitflock_proto::v1::Mirror) -> Value {
+    json!({
+        "url": m.url, "node": m.node, "path": m.path, "clone_url": m.clone_url, "head": m.head,
+        "last_fetch": rfc3339(m.last_fetch), "last_change": rfc3339(m.last_change),
+        "last_error": m.last_error, "task_id": m.task_id, "state": task::state_name(m.state()),
+        "interval_secs": m.interval_secs, "refs": m.refs, "failures": m.failures,
+        "next_run": rfc3339(m.next_run),
+    })
+}
+
+async fn run_mirror(cmd: MirrorCommand, c: &mut Client, as_json: bool) -> Result<()> {
+    use gitflock_proto::v1::{CreateTaskRequest, ListMirrorsRequest, SyncMirrorsRequest};
+    match cmd {
+        MirrorCommand::Add { url, interval } => {
+            let t = c
+                .tasks
+                .create_task(CreateTaskRequest {
+                    name: String::new(),
+                    r#type: "mirror".into(),
+                    target: url,
+                    interval_secs: interval,
+                    request_id: task::new_id(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            if as_json {
+                print_json(&task_json(&t));
+            } else {
+                println!("{}", t.id);
+            }
+        }
+        MirrorCommand::List { text } => {
+            let mut all = Vec::new();
+            let mut token = String::new();
+            let mut list = None;
+            loop {
+                let page = c
+                    .mirrors
+                    .list_mirrors(ListMirrorsRequest {
+                        text: text.clone(),
+                        page_size: 1000,
+                        page_token: token,
+                    })
+                    .await?
+                    .into_inner();
+                all.extend(page.mirrors);
+                list = list.or(page.list);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            if as_json {
+                print_json(&Value::Array(all.iter().map(mirror_json).collect()));
+                return Ok(());
+            }
+            if let Some(l) = list {
+                println!(
+                    "upstream list {}: {} entries at {} (synced {}){}",
+                    l.url,
+                    l.entries,
+                    if l.commit.is_empty() {
+                        "-"
+                    } else {
+                        &l.commit[..l.commit.len().min(12)]
+                    },
+                    when(l.last_sync),
+                    if l.last_error.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {}", l.last_error)
+                    }
+                );
+            }
+            if all.is_empty() {
+                println!("no mirrors yet: gitflock mirror add URL");
+            }
+            for m in &all {
+                println!(
+                    "{}  {}  node={}  head={}  fetched={}  changed={}{}\n    {}",
+                    m.url,
+                    task::state_name(m.state()),
+                    if m.node.is_empty() { "-" } else { &m.node },
+                    if m.head.is_empty() { "-" } else { &m.head },
+                    when(m.last_fetch),
+                    when(m.last_change),
+                    if m.last_error.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  error: {}", m.last_error)
+                    },
+                    if m.clone_url.is_empty() {
+                        "(not cloned yet)"
+                    } else {
+                        &m.clone_url
+                    },
+                );
+            }
+        }
+        MirrorCommand::Sync { urls } => {
+            let r = c
+                .mirrors
+                .sync_mirrors(SyncMirrorsRequest { urls })
+                .await?
+                .into_inner();
+            if as_json {
+                print_json(&json!({"synced": r.synced, "unknown": r.unknown}));
+            } else {
+                for id in &r.synced {
+                    println!("syncing {id}");
+                }
+                for u in &r.unknown {
+                    eprintln!("no mirror of {u}");
+                }
+            }
+            if !r.unknown.is_empty() {
+                return Err(CliError(format!(
+                    "{} URL(s) match no mirror",
+                    r.unknown.len()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn run_block(cmd: BlockCommand, c: &mut Client, as_json: bool) -> Result<()> {

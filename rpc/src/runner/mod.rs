@@ -7,6 +7,7 @@
 
 pub mod block;
 mod echo;
+mod mirror;
 mod sleep;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,19 @@ pub trait Runner: Send + Sync + 'static {
     fn pin(&self, _target: &str) -> Option<String> {
         None
     }
+    /// A task id derived from the target (one task per target: creating it again finds the
+    /// first); None: a fresh id per task.
+    fn task_id(&self, _target: &str) -> Option<String> {
+        None
+    }
+    /// The name a task of this type gets when the request gives none (None: the type).
+    fn default_name(&self, _target: &str) -> Option<String> {
+        None
+    }
+    /// The interval a task of this type gets when the request gives none (0: runs once).
+    fn default_interval(&self) -> u64 {
+        0
+    }
 }
 
 /// What runners may use of the node they run on.
@@ -39,6 +53,8 @@ pub struct Context {
     pub chain_remote: Option<String>,
     /// `{node}` and `{date}` are replaced.
     pub branch_pattern: String,
+    pub data_dir: std::path::PathBuf,
+    pub mirror: crate::config::MirrorConfig,
 }
 
 /// The known task types.
@@ -52,7 +68,8 @@ impl Registry {
         let mut runners: BTreeMap<&'static str, Arc<dyn Runner>> = BTreeMap::new();
         runners.insert("echo", Arc::new(echo::Echo));
         runners.insert("sleep", Arc::new(sleep::Sleep));
-        runners.insert("block", Arc::new(block::Block { ctx }));
+        runners.insert("block", Arc::new(block::Block { ctx: ctx.clone() }));
+        runners.insert("mirror", Arc::new(mirror::Mirror { ctx }));
         Registry { runners }
     }
 

@@ -91,6 +91,18 @@ impl Keys {
     pub fn node_channel(&self, node: &str) -> String {
         format!("{}:node:{node}", self.prefix)
     }
+    /// What a mirror task's runs found.
+    pub fn mirror(&self, id: &str) -> String {
+        format!("{}:mirror:{id}", self.prefix)
+    }
+    /// Mirror task ids the upstream list made.
+    pub fn listed(&self) -> String {
+        format!("{}:listed", self.prefix)
+    }
+    /// The upstream list's last sync.
+    pub fn list(&self) -> String {
+        format!("{}:list", self.prefix)
+    }
     /// The cluster-wide channel of heartbeats and elections.
     pub fn public_channel(&self) -> String {
         format!("{}:Public", self.prefix)
@@ -112,6 +124,8 @@ struct Scripts {
     lease_release: Script,
     reassign: Script,
     admit: Script,
+    sync_now: Script,
+    mirror_report: Script,
 }
 
 impl Scripts {
@@ -132,6 +146,8 @@ impl Scripts {
             lease_release: s(scripts::LEASE_RELEASE),
             reassign: s(scripts::REASSIGN),
             admit: s(scripts::ADMIT),
+            sync_now: s(scripts::SYNC_NOW),
+            mirror_report: s(scripts::MIRROR_REPORT),
         }
     }
 }
@@ -635,6 +651,102 @@ impl Store {
         Ok(out)
     }
 
+    // ---- mirrors ----
+
+    /// Asks a task to run now (see SYNC_NOW): 'queued', 'again', 'ended' or 'missing'.
+    pub async fn sync_now(&self, id: &str) -> Result<String> {
+        let mut c = self.conn.clone();
+        Ok(self
+            .invoke(&self.scripts.sync_now)
+            .arg(id)
+            .invoke_async(&mut c)
+            .await?)
+    }
+
+    /// Records a mirror run's findings; false when the task is gone.
+    pub async fn mirror_report(
+        &self,
+        id: &str,
+        ok: bool,
+        fields: &[(&str, String)],
+    ) -> Result<bool> {
+        let mut c = self.conn.clone();
+        let mut inv = self.invoke(&self.scripts.mirror_report);
+        inv.arg(id).arg(if ok { 1 } else { 0 });
+        for (k, v) in fields {
+            inv.arg(*k).arg(v);
+        }
+        let n: i64 = inv.invoke_async(&mut c).await?;
+        Ok(n == 1)
+    }
+
+    /// Mirror findings per task id (an empty map for a mirror that never ran), in one round trip.
+    pub async fn mirror_statuses(&self, ids: &[String]) -> Result<Vec<HashMap<String, String>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.keys.mirror(id));
+        }
+        let mut c = self.conn.clone();
+        Ok(pipe.query_async(&mut c).await?)
+    }
+
+    /// Ids of the mirror tasks the upstream list made.
+    pub async fn listed(&self) -> Result<std::collections::HashSet<String>> {
+        let mut c = self.conn.clone();
+        Ok(c.smembers(self.keys.listed()).await?)
+    }
+
+    pub async fn add_listed(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        let _: i64 = c.sadd(self.keys.listed(), ids).await?;
+        Ok(())
+    }
+
+    pub async fn remove_listed(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        let _: i64 = c.srem(self.keys.listed(), ids).await?;
+        Ok(())
+    }
+
+    /// Which of these task ids exist.
+    pub async fn existing(&self, ids: &[String]) -> Result<std::collections::HashSet<String>> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.exists(self.keys.task(id));
+        }
+        let mut c = self.conn.clone();
+        let there: Vec<bool> = pipe.query_async(&mut c).await?;
+        Ok(ids
+            .iter()
+            .zip(there)
+            .filter(|(_, t)| *t)
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    pub async fn set_list_status(&self, fields: &[(&str, &str)]) -> Result<()> {
+        let mut c = self.conn.clone();
+        let _: () = c.hset_multiple(self.keys.list(), fields).await?;
+        Ok(())
+    }
+
+    pub async fn list_status(&self) -> Result<HashMap<String, String>> {
+        let mut c = self.conn.clone();
+        Ok(c.hgetall(self.keys.list()).await?)
+    }
+
     // ---- master ----
 
     /// Fenced: refused with `NotMaster` unless `holder` is the current lease value. Gives work
@@ -646,15 +758,20 @@ impl Store {
         max: usize,
         dead_after: Duration,
         nodes: &[String],
+        ring: &[(u32, String)],
     ) -> Result<DispatchReport> {
         let mut c = self.conn.clone();
         let mut inv = self.invoke(&self.scripts.dispatch);
         inv.arg(holder)
             .arg(max)
             .arg(dead_after.as_millis() as u64)
-            .arg(epoch);
+            .arg(epoch)
+            .arg(nodes.len());
         for n in nodes {
             inv.arg(n);
+        }
+        for (point, n) in ring {
+            inv.arg(point).arg(n);
         }
         let (moved, left, next, now): (i64, i64, i64, i64) =
             fenced(inv.invoke_async(&mut c).await)?;
@@ -946,7 +1063,9 @@ fn task_from_fields(f: &HashMap<String, String>, results: &[String]) -> Option<T
         id,
         name: s("name"),
         r#type: s("type"),
-        target: s("target"),
+        // Credentials inside a target URL never leave through the API (runs get the raw
+        // target from CLAIM).
+        target: crate::redact::redact(&s("target")),
         node: s("node"),
         attempts: n("attempts") as u32,
         max_attempts: n("max_attempts") as u32,

@@ -21,6 +21,9 @@
 //!   `P:dispatched` hash epoch → tasks dispatched under it
 //! - `P:nodes` sorted set node → last heartbeat (ms); `P:nodeinfo:<node>` hash
 //! - `P:events` stream of task changes (id, kind c|d), capped ~10k
+//! - `P:mirror:<id>` hash: what the mirror task's runs found (node path head refs last_fetch
+//!   last_change last_error failures); `P:listed` set of mirror task ids the upstream list
+//!   made; `P:list` hash: the list's last sync (url commit entries last_sync last_error)
 //! - channels `P:node:<node>` (wake-ups: `inbox`, `due`, `kill <id>`) and `P:Public`
 
 /// Shared helpers prepended to every script.
@@ -87,16 +90,18 @@ return {1, id}
 
 /// DISPATCH (master only, fenced): moves due WAITING tasks into live nodes' inboxes.
 /// ARGV: 2 lease holder "<node> <epoch>", 3 max tasks, 4 dead_after_ms, 5 epoch,
-///       6… the nodes the master's membership admits as alive
+///       6 N, 7…6+N the nodes the master's membership admits as alive, then the placement
+///       ring as (point, node) pairs sorted by point
 /// Refuses with NOTMASTER unless the lease is held by exactly this holder, so a master that
 /// lost its lease can never dispatch. Counts what each epoch moved in `P:dispatched` (the
 /// evidence that a deposed master wrote nothing) and stamps the epoch on each task. Among the
 /// admitted nodes that also heartbeated within dead_after, work and are not leaving or
 /// declared dead, picks, per task, the one with the lowest
 /// (inbox + in-flight) / concurrency, and never fills an inbox past 5 × concurrency + 32, so
-/// work stays movable. A pinned task goes only to its node; while that node cannot take it,
-/// its due time moves 1 s on, so it never blocks the tasks behind it. Wakes each node it gave
-/// work to.
+/// work stays movable. A pinned task goes only to its node; a task pinned `#<hash>` (a mirror)
+/// goes to the ring's owner of that hash (the first point at or after it, wrapping). While
+/// that node cannot take it, its due time moves 1 s on, so it never blocks the tasks behind
+/// it. Wakes each node it gave work to.
 /// Returns {moved, due tasks left, next due time (ms) or -1, server time (ms)}.
 pub(super) const DISPATCH: &str = r#"
 if redis.call('GET', k('lease')) ~= ARGV[2] then return redis.error_reply('NOTMASTER lease lost') end
@@ -104,7 +109,22 @@ local now = now_ms()
 local limit = tonumber(ARGV[3])
 local fresh = now - tonumber(ARGV[4])
 local nodes = {}
-for i = 6, #ARGV do
+local n_nodes = tonumber(ARGV[6])
+local ring_pts, ring_node = {}, {}
+for i = 7 + n_nodes, #ARGV, 2 do
+  table.insert(ring_pts, tonumber(ARGV[i])); table.insert(ring_node, ARGV[i + 1])
+end
+local function ring_owner(h)
+  local lo, hi = 1, #ring_pts
+  if hi == 0 then return nil end
+  if h > ring_pts[hi] then return ring_node[1] end
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if ring_pts[mid] < h then lo = mid + 1 else hi = mid end
+  end
+  return ring_node[lo]
+end
+for i = 7, 6 + n_nodes do
   local name = ARGV[i]
   local seen = tonumber(redis.call('ZSCORE', k('nodes'), name) or '0')
   local info = redis.call('HMGET', k('nodeinfo', name), 'concurrency', 'leaving', 'dead')
@@ -123,7 +143,9 @@ if #nodes > 0 then
     local t = redis.call('HMGET', k('task', id), 'state', 'seq', 'pin')
     local best = nil
     if t[3] and t[3] ~= '' then
-      local n = byname[t[3]]
+      local owner = t[3]
+      if string.sub(owner, 1, 1) == '#' then owner = ring_owner(tonumber(string.sub(owner, 2)) or 0) end
+      local n = owner and byname[owner]
       if n and n.load < n.cap then best = n end
       if best == nil and t[1] == 'WAITING' then
         redis.call('ZADD', k('due'), now + 1000, id)
@@ -201,6 +223,7 @@ return out
 /// ok → SUCCEED (recurring: WAITING at now + interval); error/timeout → WAITING after the retry
 /// delay while attempts remain, else RUNTIME_ERROR (recurring: back on schedule); killed, or a
 /// kill requested → KILLED; handback → WAITING now, the attempt not counted, no result.
+/// A task asked to run again while it ran (`again`, set by SYNC_NOW) is due at once.
 /// Returns the number of runs recorded.
 pub(super) const FINISH: &str = r#"
 local node, keep = ARGV[2], tonumber(ARGV[3])
@@ -212,7 +235,8 @@ for i = 4, #ARGV, 8 do
   local id, claim, attempt, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   redis.call('LREM', inflight, 1, id)
   local tk = k('task', id)
-  local t = redis.call('HMGET', tk, 'state', 'node', 'attempts', 'max_attempts', 'interval', 'seq', 'kill', 'claim')
+  local t = redis.call('HMGET', tk, 'state', 'node', 'attempts', 'max_attempts', 'interval', 'seq', 'kill', 'claim',
+    'again')
   if t[1] == 'RUNNING' and t[2] == node and t[8] == claim then
     local new, due = nil, nil
     local interval = tonumber(t[5])
@@ -237,6 +261,10 @@ for i = 4, #ARGV, 8 do
       if due and interval > 0 and (outcome == 'ok' or tonumber(attempt) >= tonumber(t[4])) then
         redis.call('HSET', tk, 'attempts', 0)
       end
+    end
+    if t[9] == '1' then
+      redis.call('HDEL', tk, 'again')
+      if new == 'WAITING' then due = now end
     end
     redis.call('HSET', tk, 'state', new, 'updated', now)
     if due then
@@ -291,7 +319,8 @@ redis.call('ZREM', k('type', t[3]), id)
 redis.call('ZREM', k('due'), id)
 if t[1] == 'INQUEUE' then redis.call('LREM', k('inbox', t[2]), 0, id) end
 if t[1] == 'RUNNING' then redis.call('PUBLISH', k('node', t[2]), 'kill ' .. id) end
-redis.call('DEL', tk, k('results', id))
+redis.call('DEL', tk, k('results', id), k('mirror', id))
+redis.call('SREM', k('listed'), id)
 event(id, 'd')
 return 'deleted'
 "#;
@@ -468,5 +497,43 @@ return {requeued, ended}
 pub(super) const ADMIT: &str = r#"
 if redis.call('GET', k('lease')) ~= ARGV[2] then return redis.error_reply('NOTMASTER lease lost') end
 redis.call('HSET', k('nodeinfo', ARGV[3]), 'dead', 0)
+return 1
+"#;
+
+/// SYNC_NOW (any node): asks a task to run as soon as possible (a webhook saw its upstream
+/// move). ARGV: 2 id
+/// WAITING → due now (the master is woken); INQUEUE → nothing to do; RUNNING → `again`, so
+/// FINISH makes it due at once; a task that ended (killed, failed) is left alone.
+/// Returns 'queued', 'again', 'ended' or 'missing'.
+pub(super) const SYNC_NOW: &str = r#"
+local id = ARGV[2]
+local tk = k('task', id)
+local state = redis.call('HGET', tk, 'state')
+if not state then return 'missing' end
+if state == 'WAITING' then
+  local now = now_ms()
+  redis.call('HSET', tk, 'due', now)
+  redis.call('ZADD', k('due'), now, id)
+  wake_master('due')
+  return 'queued'
+elseif state == 'INQUEUE' then
+  return 'queued'
+elseif state == 'RUNNING' then
+  redis.call('HSET', tk, 'again', 1)
+  return 'again'
+end
+return 'ended'
+"#;
+
+/// MIRROR_REPORT (node): records what a mirror run found, if the task still exists (a run
+/// that outlives a delete must not leave a status behind).
+/// ARGV: 2 id, 3 ok (1|0), then field/value pairs to set. ok=1 resets `failures`, ok=0 adds one.
+/// Returns 1 when recorded, 0 when the task is gone.
+pub(super) const MIRROR_REPORT: &str = r#"
+local id = ARGV[2]
+if redis.call('EXISTS', k('task', id)) == 0 then return 0 end
+local mk = k('mirror', id)
+for i = 4, #ARGV, 2 do redis.call('HSET', mk, ARGV[i], ARGV[i + 1]) end
+if ARGV[3] == '1' then redis.call('HSET', mk, 'failures', 0) else redis.call('HINCRBY', mk, 'failures', 1) end
 return 1
 "#;

@@ -316,6 +316,13 @@ impl Cluster {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         env.push(("GITFLOCK_REDIS_URL".into(), self.redis.url()));
+        if !env.iter().any(|(k, _)| k == "GITFLOCK_MIRROR_SERVE_LISTEN") {
+            // Each node serves its mirrors (git daemon) on a port of its own.
+            env.push((
+                "GITFLOCK_MIRROR_SERVE_LISTEN".into(),
+                format!("127.0.0.1:{}", free_port()),
+            ));
+        }
         let mut node = Node {
             port: free_port(),
             data: self.dir.path().join(&name),
@@ -456,11 +463,7 @@ pub async fn wait_state(c: &Client, id: &str, state: TaskState, timeout: Duratio
         &format!("task {id} to be {}", state.as_str_name()),
         timeout,
         || {
-            let mut c = Client {
-                tasks: c.tasks.clone(),
-                nodes: c.nodes.clone(),
-                chain: c.chain.clone(),
-            };
+            let mut c = c.clone();
             let id = id.to_string();
             async move {
                 let t = get(&mut c, &id).await;

@@ -1,0 +1,309 @@
+//! Bringing one bare mirror up to date (blocking: run it with `spawn_blocking`).
+//!
+//! One connection per run: connect, list the upstream's refs and compare them with the
+//! mirror's; when nothing moved the run ends there (no negotiation, no pack). Otherwise the
+//! same connection fetches `+refs/*:refs/*`, refs the upstream no longer has are deleted, and
+//! HEAD follows the upstream's default branch. Cancellation (kill, timeout, shutdown) is
+//! checked in the transfer callbacks; connect and read timeouts are libgit2's process-wide
+//! ones, set at start by [`set_timeouts`]. Credentials callbacks try once each, never loop.
+//! When fetches have left more than [`REPACK_PACKS`] packs, `git repack -a -d` folds them.
+
+use git2::{AutotagOption, Direction, FetchOptions, RemoteCallbacks, Repository};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// More packs than this and the mirror is repacked after the fetch.
+pub const REPACK_PACKS: usize = 16;
+
+/// libgit2's process-wide network timeouts.
+pub fn set_timeouts(connect: Duration, io: Duration) {
+    // SAFETY: called once at start, before any git network operation runs.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(
+            connect.as_millis().min(i32::MAX as u128) as i32,
+        );
+        let _ = git2::opts::set_server_timeout_in_milliseconds(
+            io.as_millis().min(i32::MAX as u128) as i32,
+        );
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The mirror did not exist before this run.
+    pub cloned: bool,
+    pub added: u32,
+    pub updated: u32,
+    pub deleted: u32,
+    /// Refs in the mirror now.
+    pub refs: u32,
+    /// "main 1a2b3c4d…" (default branch and its commit), or "" for an empty upstream.
+    pub head: String,
+    pub bytes: u64,
+    pub duration: Duration,
+}
+
+impl Report {
+    pub fn changed(&self) -> bool {
+        self.cloned || self.added + self.updated + self.deleted > 0
+    }
+
+    pub fn summary(&self) -> String {
+        let ms = self.duration.as_millis();
+        if !self.changed() {
+            return format!("unchanged ({} refs, checked in {ms} ms)", self.refs);
+        }
+        format!(
+            "{}{} added, {} updated, {} deleted; head {}; {} bytes in {ms} ms",
+            if self.cloned { "cloned: " } else { "" },
+            self.added,
+            self.updated,
+            self.deleted,
+            if self.head.is_empty() {
+                "none"
+            } else {
+                &self.head
+            },
+            self.bytes
+        )
+    }
+}
+
+/// Mirrors being synced in this process: a second run of the same mirror (a retry while a
+/// timed-out one still winds down) waits for the first rather than racing it.
+static BUSY: LazyLock<Mutex<std::collections::HashSet<std::path::PathBuf>>> =
+    LazyLock::new(Default::default);
+
+struct BusyGuard(std::path::PathBuf);
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        BUSY.lock().unwrap().remove(&self.0);
+    }
+}
+
+fn claim_dir(dir: &Path, cancel: &CancellationToken) -> Result<BusyGuard, String> {
+    loop {
+        if BUSY.lock().unwrap().insert(dir.to_path_buf()) {
+            return Ok(BusyGuard(dir.to_path_buf()));
+        }
+        if cancel.is_cancelled() {
+            return Err("cancelled".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Brings the bare mirror at `dir` up to date with `url`. Errors are one line, with any
+/// credentials masked.
+pub fn sync(dir: &Path, url: &str, cancel: &CancellationToken) -> Result<Report, String> {
+    let started = Instant::now();
+    let _busy = claim_dir(dir, cancel)?;
+    let clean = |e: git2::Error| crate::redact::redact(e.message());
+    let (repo, cloned) = open_or_init(dir)?;
+    let before = local_refs(&repo).map_err(clean)?;
+
+    let mut remote = repo.remote_anonymous(url).map_err(clean)?;
+    let mut conn = remote
+        .connect_auth(Direction::Fetch, Some(callbacks(url, cancel)), None)
+        .map_err(|e| {
+            if cancel.is_cancelled() {
+                "cancelled".to_string()
+            } else {
+                clean(e)
+            }
+        })?;
+    let mut upstream: BTreeMap<String, git2::Oid> = BTreeMap::new();
+    let mut default_branch: Option<String> = None;
+    for h in conn.list().map_err(clean)? {
+        let name = h.name();
+        if name == "HEAD" {
+            default_branch = h.symref_target().map(str::to_string);
+        } else if name.starts_with("refs/") && !name.ends_with("^{}") {
+            upstream.insert(name.to_string(), h.oid());
+        }
+    }
+    let mut report = Report {
+        cloned,
+        ..Report::default()
+    };
+    for (name, oid) in &upstream {
+        match before.get(name) {
+            None => report.added += 1,
+            Some(o) if o != oid => report.updated += 1,
+            _ => {}
+        }
+    }
+    report.deleted = before.keys().filter(|n| !upstream.contains_key(*n)).count() as u32;
+
+    // Prune first (refs the upstream no longer has), so a deleted `a` never blocks a new `a/b`.
+    for name in before.keys().filter(|n| !upstream.contains_key(*n)) {
+        if let Ok(mut r) = repo.find_reference(name) {
+            r.delete().map_err(clean)?;
+        }
+    }
+    if report.added + report.updated > 0 {
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(callbacks(url, cancel));
+        opts.download_tags(AutotagOption::None);
+        opts.update_fetchhead(false);
+        let r = conn.remote();
+        r.fetch(&["+refs/*:refs/*"], Some(&mut opts), None)
+            .map_err(|e| {
+                if cancel.is_cancelled() {
+                    "cancelled".to_string()
+                } else {
+                    clean(e)
+                }
+            })?;
+        report.bytes = r.stats().received_bytes() as u64;
+    }
+    drop(conn);
+    // Follow the upstream's default branch.
+    if let Some(target) = &default_branch
+        && upstream.contains_key(target)
+    {
+        let current = repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string));
+        if current.as_deref() != Some(target) {
+            repo.set_head(target).map_err(clean)?;
+        }
+    }
+    let after = local_refs(&repo).map_err(clean)?;
+    if after != upstream {
+        return Err(format!(
+            "the mirror does not match the upstream after the fetch ({} refs here, {} upstream)",
+            after.len(),
+            upstream.len()
+        ));
+    }
+    report.refs = after.len() as u32;
+    report.head = head_of(&repo, &after);
+    maybe_repack(dir, cancel)?;
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+fn open_or_init(dir: &Path) -> Result<(Repository, bool), String> {
+    if dir.join("HEAD").exists() {
+        match Repository::open_bare(dir) {
+            Ok(r) => return Ok((r, false)),
+            Err(e) => {
+                // Not a repository we can use (a crash mid-init): start it again.
+                tracing::warn!(dir = %dir.display(), error = %e.message(), "re-creating a broken mirror");
+                std::fs::remove_dir_all(dir)
+                    .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+            }
+        }
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let repo = Repository::init_bare(dir).map_err(|e| e.message().to_string())?;
+    Ok((repo, true))
+}
+
+fn local_refs(repo: &Repository) -> Result<BTreeMap<String, git2::Oid>, git2::Error> {
+    let mut out = BTreeMap::new();
+    for r in repo.references()? {
+        let r = r?;
+        if let (Ok(name), Some(oid)) = (r.name(), r.target()) {
+            out.insert(name.to_string(), oid);
+        }
+    }
+    Ok(out)
+}
+
+fn head_of(repo: &Repository, refs: &BTreeMap<String, git2::Oid>) -> String {
+    let Some(target) = repo
+        .find_reference("HEAD")
+        .ok()
+        .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string))
+    else {
+        return String::new();
+    };
+    match refs.get(&target) {
+        Some(oid) => format!(
+            "{} {}",
+            target.strip_prefix("refs/heads/").unwrap_or(&target),
+            oid
+        ),
+        None => String::new(),
+    }
+}
+
+fn callbacks<'a>(url: &'a str, cancel: &'a CancellationToken) -> RemoteCallbacks<'a> {
+    let mut cb = RemoteCallbacks::new();
+    let mut tried_plain = false;
+    let mut tried_agent = false;
+    cb.credentials(move |_url, user_from_url, allowed| {
+        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) && !tried_plain {
+            tried_plain = true;
+            if let Ok(u) = url::Url::parse(url)
+                && !u.username().is_empty()
+            {
+                let user = percent_encoding::percent_decode_str(u.username()).decode_utf8_lossy();
+                let pass = percent_encoding::percent_decode_str(u.password().unwrap_or(""))
+                    .decode_utf8_lossy();
+                return git2::Cred::userpass_plaintext(&user, &pass);
+            }
+        }
+        if allowed.contains(git2::CredentialType::SSH_KEY) && !tried_agent {
+            tried_agent = true;
+            return git2::Cred::ssh_key_from_agent(user_from_url.unwrap_or("git"));
+        }
+        Err(git2::Error::from_str("authentication failed"))
+    });
+    cb.transfer_progress(move |_| !cancel.is_cancelled());
+    cb.sideband_progress(move |_| !cancel.is_cancelled());
+    cb
+}
+
+/// Counts packs; above the limit runs `git repack -a -d` (killed on cancel).
+fn maybe_repack(dir: &Path, cancel: &CancellationToken) -> Result<(), String> {
+    let packs = pack_count(dir);
+    if packs <= REPACK_PACKS {
+        return Ok(());
+    }
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["repack", "-a", "-d", "-q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run git repack: {e}"))?;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(format!("git repack failed: {status}"))
+            };
+        }
+        if cancel.is_cancelled() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("cancelled".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How many packs a mirror holds (for tests and status).
+pub fn pack_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("objects/pack"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+                .count()
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,209 @@
+//! The gRPC `Mirrors` service: mirror status (ListMirrors), sync-now requests (SyncMirrors)
+//! and forge push webhooks passed on by whatever received them over HTTP (Webhook).
+
+use gitflock_proto::v1::mirrors_server::Mirrors;
+use gitflock_proto::v1::{
+    ListMirrorsRequest, Mirror, MirrorList, SyncMirrorsRequest, SyncMirrorsResponse, TaskState,
+    UpstreamList, WebhookRequest,
+};
+use tonic::{Request, Response, Status};
+
+use crate::config::MirrorConfig;
+use crate::mirror::MirrorUrl;
+use crate::mirror::webhook::{self, HookError};
+use crate::store::{Store, TaskQuery};
+use crate::task;
+
+pub struct MirrorService {
+    pub store: Store,
+    pub config: MirrorConfig,
+}
+
+const MAX_SYNC_URLS: usize = 1000;
+
+fn store_status(e: crate::store::StoreError) -> Status {
+    match e {
+        crate::store::StoreError::Invalid(m) => Status::invalid_argument(m),
+        other => Status::unavailable(format!("redis unavailable: {other}")),
+    }
+}
+
+impl MirrorService {
+    async fn sync_urls(&self, urls: &[String]) -> Result<SyncMirrorsResponse, Status> {
+        let mut out = SyncMirrorsResponse::default();
+        let mut seen = std::collections::HashSet::new();
+        for u in urls {
+            let id = match MirrorUrl::parse(u, self.config.allow_file_urls) {
+                Ok(m) => m.task_id(),
+                Err(_) => {
+                    out.unknown
+                        .push(crate::redact::redact(task::shorten(u, 256)));
+                    continue;
+                }
+            };
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            match self
+                .store
+                .sync_now(&id)
+                .await
+                .map_err(store_status)?
+                .as_str()
+            {
+                "missing" => out
+                    .unknown
+                    .push(crate::redact::redact(task::shorten(u, 256))),
+                _ => out.synced.push(id),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[tonic::async_trait]
+impl Mirrors for MirrorService {
+    async fn list_mirrors(
+        &self,
+        req: Request<ListMirrorsRequest>,
+    ) -> Result<Response<MirrorList>, Status> {
+        let r = req.into_inner();
+        task::check_text("text", &r.text, 256, true).map_err(Status::invalid_argument)?;
+        if r.page_size > 1000 {
+            return Err(Status::invalid_argument("page_size: at most 1000"));
+        }
+        let page = self
+            .store
+            .list_tasks(&TaskQuery {
+                states: Vec::new(),
+                kind: "mirror".into(),
+                text: r.text,
+                page_size: if r.page_size == 0 {
+                    100
+                } else {
+                    r.page_size as usize
+                },
+                page_token: r.page_token,
+                with_results: false,
+            })
+            .await
+            .map_err(store_status)?;
+        let ids: Vec<String> = page.tasks.iter().map(|t| t.id.clone()).collect();
+        let statuses = self
+            .store
+            .mirror_statuses(&ids)
+            .await
+            .map_err(store_status)?;
+        let mirrors = page
+            .tasks
+            .into_iter()
+            .zip(statuses)
+            .map(|(t, st)| {
+                let s = |k: &str| st.get(k).cloned().unwrap_or_default();
+                let n = |k: &str| st.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+                let state = t.state();
+                let mut m = Mirror {
+                    url: t.target.clone(),
+                    node: s("node"),
+                    path: s("path"),
+                    clone_url: s("clone_url"),
+                    head: s("head"),
+                    last_fetch: n("last_fetch"),
+                    last_change: n("last_change"),
+                    last_error: s("last_error"),
+                    task_id: t.id.clone(),
+                    interval_secs: t.interval_secs,
+                    refs: n("refs") as u32,
+                    failures: n("failures") as u32,
+                    next_run: if state == TaskState::Waiting {
+                        t.due_at
+                    } else {
+                        0
+                    },
+                    ..Default::default()
+                };
+                m.set_state(state);
+                m
+            })
+            .collect();
+        let ls = self.store.list_status().await.map_err(store_status)?;
+        let list = self.config.list_url.as_ref().map(|u| UpstreamList {
+            url: crate::redact::redact(u),
+            last_sync: ls
+                .get("last_sync")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            commit: ls.get("commit").cloned().unwrap_or_default(),
+            entries: ls.get("entries").and_then(|v| v.parse().ok()).unwrap_or(0),
+            last_error: ls.get("last_error").cloned().unwrap_or_default(),
+        });
+        Ok(Response::new(MirrorList {
+            mirrors,
+            next_page_token: page.next_page_token,
+            total: page.total,
+            list,
+        }))
+    }
+
+    async fn sync_mirrors(
+        &self,
+        req: Request<SyncMirrorsRequest>,
+    ) -> Result<Response<SyncMirrorsResponse>, Status> {
+        let r = req.into_inner();
+        if r.urls.is_empty() {
+            return Err(Status::invalid_argument("urls is empty"));
+        }
+        if r.urls.len() > MAX_SYNC_URLS {
+            return Err(Status::invalid_argument(format!(
+                "{} urls; at most {MAX_SYNC_URLS} per call",
+                r.urls.len()
+            )));
+        }
+        Ok(Response::new(self.sync_urls(&r.urls).await?))
+    }
+
+    async fn webhook(
+        &self,
+        req: Request<WebhookRequest>,
+    ) -> Result<Response<SyncMirrorsResponse>, Status> {
+        let r = req.into_inner();
+        let counter = &crate::metrics::METRICS.webhooks;
+        let headers: std::collections::HashMap<String, String> = r
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        if r.body.len() > webhook::MAX_BODY_BYTES {
+            counter.with_label_values(&["invalid"]).inc();
+            return Err(Status::invalid_argument("payload over 1 MiB"));
+        }
+        if let Err(HookError::Unauthenticated(m)) =
+            webhook::verify(&headers, &r.body, &self.config.webhook_secret)
+        {
+            counter.with_label_values(&["refused"]).inc();
+            tracing::warn!(why = %m, "webhook refused");
+            return Err(Status::unauthenticated(m));
+        }
+        let urls = match webhook::urls(&r.body) {
+            Ok(u) => u,
+            Err(HookError::Invalid(m) | HookError::Unauthenticated(m)) => {
+                counter.with_label_values(&["invalid"]).inc();
+                return Err(Status::invalid_argument(m));
+            }
+        };
+        let out = self.sync_urls(&urls).await?;
+        counter
+            .with_label_values(&[if out.synced.is_empty() {
+                "unknown"
+            } else {
+                "synced"
+            }])
+            .inc();
+        tracing::info!(
+            synced = out.synced.len(),
+            unknown = out.unknown.len(),
+            "webhook"
+        );
+        Ok(Response::new(out))
+    }
+}
