@@ -81,11 +81,17 @@ impl FieldErrors {
                 fields.insert(k.into(), Value::String(v.clone()));
             }
         }
-        let first = [&self.form, &self.kind, &self.target, &self.name, &self.interval]
-            .into_iter()
-            .find(|s| !s.is_empty())
-            .cloned()
-            .unwrap_or_default();
+        let first = [
+            &self.form,
+            &self.kind,
+            &self.target,
+            &self.name,
+            &self.interval,
+        ]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_default();
         json!({ "error": first, "fields": fields })
     }
 }
@@ -217,16 +223,23 @@ pub async fn bulk(
     if !good.is_empty() {
         let res = st
             .pool
-            .call(if action == "kill" { "KillTasks" } else { "DeleteTasks" }, |mut c| {
-                let ids = TaskIds { ids: good.clone() };
-                async move {
-                    if action == "kill" {
-                        c.tasks.kill_tasks(ids).await
-                    } else {
-                        c.tasks.delete_tasks(ids).await
+            .call(
+                if action == "kill" {
+                    "KillTasks"
+                } else {
+                    "DeleteTasks"
+                },
+                |mut c| {
+                    let ids = TaskIds { ids: good.clone() };
+                    async move {
+                        if action == "kill" {
+                            c.tasks.kill_tasks(ids).await
+                        } else {
+                            c.tasks.delete_tasks(ids).await
+                        }
                     }
-                }
-            })
+                },
+            )
             .await
             .map_err(|s| api_error(st, &s))?;
         for id in good {
@@ -306,7 +319,10 @@ pub async fn seed_del_task(st: web::Data<AppState>, body: web::Json<Ids>) -> Htt
 pub async fn status(st: web::Data<AppState>) -> HttpResponse {
     match st
         .pool
-        .call("Status", |mut c| async move { c.nodes.status(Empty {}).await })
+        .call(
+            "Status",
+            |mut c| async move { c.nodes.status(Empty {}).await },
+        )
         .await
     {
         Ok(s) => HttpResponse::Ok().json(views::status_json(&s)),
@@ -317,7 +333,9 @@ pub async fn status(st: web::Data<AppState>) -> HttpResponse {
 pub async fn nodes(st: web::Data<AppState>) -> HttpResponse {
     match st
         .pool
-        .call("ListNodes", |mut c| async move { c.nodes.list_nodes(Empty {}).await })
+        .call("ListNodes", |mut c| async move {
+            c.nodes.list_nodes(Empty {}).await
+        })
         .await
     {
         Ok(l) => HttpResponse::Ok().json(l.nodes.iter().map(views::node_json).collect::<Vec<_>>()),
@@ -370,7 +388,8 @@ pub async fn get_task(st: web::Data<AppState>, id: web::Path<String>) -> HttpRes
 }
 
 pub async fn mirrors(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
-    let q: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+    let q: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
     let find = |k: &str| {
         q.iter()
             .find(|(n, _)| n == k)
@@ -469,7 +488,14 @@ async fn chain_height(st: &AppState) -> Result<u64, Status> {
     let exists = |h: u64| async move {
         match read_range(st, h, 1).await {
             Ok(v) => Ok(!v.is_empty()),
-            Err(e) if matches!(e.code(), Code::OutOfRange | Code::NotFound | Code::InvalidArgument) => Ok(false),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Code::OutOfRange | Code::NotFound | Code::InvalidArgument
+                ) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     };
@@ -508,7 +534,8 @@ pub async fn recent_entries(st: &AppState, n: u64) -> Result<(u64, Vec<StoredEnt
 }
 
 pub async fn read_logs(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
-    let q: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+    let q: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
     let num = |k: &str, default: u64, max: u64| -> Result<u64, String> {
         match q.iter().find(|(n, _)| n == k) {
             None => Ok(default),
@@ -583,7 +610,8 @@ pub async fn seed_write(st: web::Data<AppState>, form: web::Form<WriteForm>) -> 
 }
 
 pub async fn blocks(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
-    let q: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+    let q: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
     let node = q
         .iter()
         .find(|(k, _)| k == "node")
@@ -598,11 +626,17 @@ pub async fn blocks(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         .pool
         .call("ListBlocks", |mut c| {
             let node = node.clone();
-            async move { c.chain.list_blocks(ListBlocksRequest { node, limit: 0 }).await }
+            async move {
+                c.chain
+                    .list_blocks(ListBlocksRequest { node, limit: 0 })
+                    .await
+            }
         })
         .await
     {
-        Ok(b) => HttpResponse::Ok().json(b.blocks.iter().map(views::block_json).collect::<Vec<_>>()),
+        Ok(b) => {
+            HttpResponse::Ok().json(b.blocks.iter().map(views::block_json).collect::<Vec<_>>())
+        }
         Err(e) => api_error(&st, &e),
     }
 }
@@ -668,9 +702,7 @@ pub async fn events(st: web::Data<AppState>) -> impl actix_web::Responder {
     }
     let leave = Leave(gauge);
     let hello = futures_util::stream::once(async {
-        Ok::<_, std::convert::Infallible>(sse::Event::Data(
-            sse::Data::new("{}").event("hello"),
-        ))
+        Ok::<_, std::convert::Infallible>(sse::Event::Data(sse::Data::new("{}").event("hello")))
     });
     let live = tokio_stream::wrappers::BroadcastStream::new(rx).map(move |item| {
         let _keep = &leave;
@@ -711,9 +743,10 @@ pub async fn webhook(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes
         .await;
     match res {
         Ok(r) => HttpResponse::Ok().json(json!({ "synced": r.synced, "unknown": r.unknown })),
-        Err(e) if e.code() == Code::Unauthenticated => {
-            json_error(StatusCode::UNAUTHORIZED, "webhook signature or token does not match")
-        }
+        Err(e) if e.code() == Code::Unauthenticated => json_error(
+            StatusCode::UNAUTHORIZED,
+            "webhook signature or token does not match",
+        ),
         Err(e) => api_error(&st, &e),
     }
 }

@@ -162,15 +162,20 @@ fn bad_request_json(msg: String) -> actix_web::Error {
 /// The route table (shared by the binary and the tests).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(1 << 20))
-        .app_data(web::JsonConfig::default().limit(1 << 20).error_handler(|e, _| {
-            bad_request_json(format!("bad JSON body: {e}"))
-        }))
-        .app_data(web::FormConfig::default().limit(1 << 20).error_handler(|e, _| {
-            bad_request_json(format!("bad form: {e}"))
-        }))
-        .app_data(web::PathConfig::default().error_handler(|e, _| {
-            bad_request_json(format!("bad path: {e}"))
-        }))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(1 << 20)
+                .error_handler(|e, _| bad_request_json(format!("bad JSON body: {e}"))),
+        )
+        .app_data(
+            web::FormConfig::default()
+                .limit(1 << 20)
+                .error_handler(|e, _| bad_request_json(format!("bad form: {e}"))),
+        )
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|e, _| bad_request_json(format!("bad path: {e}"))),
+        )
         .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics_text))
         .route("/favicon.ico", web::get().to(favicon))

@@ -61,7 +61,10 @@ fn now_secs() -> u64 {
 /// Equality of secrets without an early exit (compares digests, so lengths do not leak).
 fn same_secret(a: &str, b: &str) -> bool {
     let (da, db) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    da.iter().zip(db.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    da.iter()
+        .zip(db.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 impl Auth {
@@ -171,8 +174,8 @@ impl Auth {
 pub fn hash_password(password: &str) -> Result<String, String> {
     use argon2::PasswordHasher;
     let salt_bytes = uuid::Uuid::new_v4().into_bytes();
-    let salt = argon2::password_hash::SaltString::encode_b64(&salt_bytes)
-        .map_err(|e| e.to_string())?;
+    let salt =
+        argon2::password_hash::SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
     argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -216,10 +219,7 @@ fn is_open(path: &str) -> bool {
 /// Pages (HTML GETs) send an anonymous browser to the login form; everything else gets 401.
 fn wants_redirect(req: &ServiceRequest) -> bool {
     let p = req.path();
-    req.method() == Method::GET
-        && !p.starts_with("/api/")
-        && p != "/events"
-        && p != "/metrics"
+    req.method() == Method::GET && !p.starts_with("/api/") && p != "/events" && p != "/metrics"
 }
 
 fn json_error(status: actix_web::http::StatusCode, msg: &str) -> HttpResponse {
@@ -269,7 +269,10 @@ pub async fn guard(
                 .insert_header((header::LOCATION, target))
                 .finish()
         } else {
-            json_error(StatusCode::UNAUTHORIZED, "login required (session cookie or Authorization: Bearer)")
+            json_error(
+                StatusCode::UNAUTHORIZED,
+                "login required (session cookie or Authorization: Bearer)",
+            )
         };
         return Ok(req.into_response(resp).map_into_right_body());
     };
@@ -333,7 +336,10 @@ mod tests {
             "0123456789abcdef0123".into(),
             Duration::from_secs(60),
         );
-        assert!(other.check_session(&s).is_none(), "a new password ends sessions");
+        assert!(
+            other.check_session(&s).is_none(),
+            "a new password ends sessions"
+        );
         assert!(a.check_session("v1.1.abc.def").is_none());
         assert!(a.check_session("").is_none());
     }

@@ -168,7 +168,10 @@ mod tests {
         let c = load(&[
             TOKEN,
             ("GITFLOCK_WEB_PASSWORD", "correct horse"),
-            ("GITFLOCK_WEB_NODES", "127.0.0.1:7001, http://127.0.0.1:7002"),
+            (
+                "GITFLOCK_WEB_NODES",
+                "127.0.0.1:7001, http://127.0.0.1:7002",
+            ),
         ])
         .unwrap();
         assert_eq!(c.nodes, ["http://127.0.0.1:7001", "http://127.0.0.1:7002"]);

@@ -103,7 +103,13 @@ async fn snapshot_cluster(pool: Arc<Pool>, tx: broadcast::Sender<LiveEvent>) {
         if tx.receiver_count() == 0 {
             continue;
         }
-        match pool.call("Status", |mut c| async move { c.nodes.status(Empty {}).await }).await {
+        match pool
+            .call(
+                "Status",
+                |mut c| async move { c.nodes.status(Empty {}).await },
+            )
+            .await
+        {
             Ok(s) => publish(&tx, "cluster", views::status_json(&s)),
             Err(e) => publish(
                 &tx,

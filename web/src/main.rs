@@ -57,14 +57,13 @@ fn main() {
     };
     if let Some(path) = &cli.config
         && std::fs::read_to_string(path).is_ok_and(|t| {
-            t.parse::<toml::Table>().is_ok_and(|tbl| {
-                tbl.get("web")
-                    .and_then(|w| w.get("password"))
-                    .is_some()
-            })
+            t.parse::<toml::Table>()
+                .is_ok_and(|tbl| tbl.get("web").and_then(|w| w.get("password")).is_some())
         })
     {
-        tracing::warn!("[web] password is stored in plain text in the config file: prefer password_hash (gitflock-web hash-password)");
+        tracing::warn!(
+            "[web] password is stored in plain text in the config file: prefer password_hash (gitflock-web hash-password)"
+        );
     }
     let res = actix_web::rt::System::new().block_on(gitflock_web::app::serve(cfg));
     if let Err(e) = res {

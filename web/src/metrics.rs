@@ -36,7 +36,10 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("gitflock_web_requests_total", "HTTP requests by route and status"),
+            Opts::new(
+                "gitflock_web_requests_total",
+                "HTTP requests by route and status",
+            ),
             &["route", "method", "status"],
         )
         .expect("metric");

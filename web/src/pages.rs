@@ -171,11 +171,7 @@ pub async fn login(
         return page(StatusCode::UNAUTHORIZED, "Wrong password.");
     }
     let secure = req.connection_info().scheme() == "https";
-    let cookie = auth::session_cookie(
-        Some(&st.auth.new_session()),
-        st.auth.session_ttl(),
-        secure,
-    );
+    let cookie = auth::session_cookie(Some(&st.auth.new_session()), st.auth.session_ttl(), secure);
     HttpResponse::SeeOther()
         .insert_header((header::SET_COOKIE, cookie))
         .insert_header((header::LOCATION, next.clone()))
@@ -227,7 +223,10 @@ struct OverviewPage {
 }
 
 pub async fn overview(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
-    let status = st.pool.call("Status", |mut c| async move { c.nodes.status(Empty {}).await });
+    let status = st.pool.call(
+        "Status",
+        |mut c| async move { c.nodes.status(Empty {}).await },
+    );
     let fails = st.pool.call("ListTasks", |mut c| async move {
         c.tasks
             .list_tasks(ListTasksRequest {
@@ -244,7 +243,8 @@ pub async fn overview(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse
         Err(e) => return grpc_page(&req, &st, &e),
     };
     let now = now_ms();
-    let mut types: Vec<(String, u64)> = s.type_counts.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let mut types: Vec<(String, u64)> =
+        s.type_counts.iter().map(|(k, v)| (k.clone(), *v)).collect();
     types.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let counts = state_counts(&s.counts);
     html(
@@ -399,7 +399,11 @@ pub async fn tasks(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         StatusCode::OK,
         &TasksPage {
             l: layout(&req, "Tasks", "tasks"),
-            tasks: resp.tasks.iter().map(|t| views::task_view(t, now)).collect(),
+            tasks: resp
+                .tasks
+                .iter()
+                .map(|t| views::task_view(t, now))
+                .collect(),
             total: resp.total,
             states: STATES
                 .iter()
@@ -646,7 +650,10 @@ struct NodesPage {
 pub async fn nodes(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     let s = match st
         .pool
-        .call("Status", |mut c| async move { c.nodes.status(Empty {}).await })
+        .call(
+            "Status",
+            |mut c| async move { c.nodes.status(Empty {}).await },
+        )
         .await
     {
         Ok(s) => s,
@@ -660,7 +667,9 @@ pub async fn nodes(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
             master: s.master.clone(),
             epoch: s.epoch,
             nodes: s.nodes.iter().map(|n| views::node_view(n, now)).collect(),
-            endpoints: (0..st.pool.len()).map(|i| st.pool.url(i).to_string()).collect(),
+            endpoints: (0..st.pool.len())
+                .map(|i| st.pool.url(i).to_string())
+                .collect(),
         },
     )
 }
@@ -694,11 +703,18 @@ pub async fn mirrors(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse 
     let text = get(&q, "q").unwrap_or("").trim().to_string();
     let page_token = get(&q, "page").unwrap_or("").to_string();
     if text.len() > 256 || page_token.len() > 512 {
-        return error_page(&req, StatusCode::BAD_REQUEST, "search text or page too long".into());
+        return error_page(
+            &req,
+            StatusCode::BAD_REQUEST,
+            "search text or page too long".into(),
+        );
     }
     let l = layout(&req, "Mirrors", "mirrors");
     let flash = match get(&q, "synced") {
-        Some(n) => format!("{} mirror(s) will be checked now.", n.parse::<u32>().unwrap_or(0)),
+        Some(n) => format!(
+            "{} mirror(s) will be checked now.",
+            n.parse::<u32>().unwrap_or(0)
+        ),
         None => String::new(),
     };
     let res = st
@@ -722,15 +738,23 @@ pub async fn mirrors(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse 
             l,
             available: true,
             unavailable: String::new(),
-            mirrors: m.mirrors.iter().map(|x| views::mirror_view(x, now)).collect(),
+            mirrors: m
+                .mirrors
+                .iter()
+                .map(|x| views::mirror_view(x, now))
+                .collect(),
             total: m.total,
-            list: m.list.as_ref().filter(|u| !u.url.is_empty()).map(|u| UpstreamView {
-                url: st.scrub(&u.url),
-                last_sync: views::when(u.last_sync, now),
-                commit: u.commit.chars().take(10).collect(),
-                entries: u.entries,
-                last_error: st.scrub(&u.last_error),
-            }),
+            list: m
+                .list
+                .as_ref()
+                .filter(|u| !u.url.is_empty())
+                .map(|u| UpstreamView {
+                    url: st.scrub(&u.url),
+                    last_sync: views::when(u.last_sync, now),
+                    commit: u.commit.chars().take(10).collect(),
+                    entries: u.entries,
+                    last_error: st.scrub(&u.last_error),
+                }),
             next_url: if m.next_page_token.is_empty() {
                 String::new()
             } else {
@@ -746,7 +770,9 @@ pub async fn mirrors(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse 
         Err(e) if e.code() == Code::Unimplemented => MirrorsPage {
             l,
             available: false,
-            unavailable: "mirrors not available: the nodes do not serve the Mirrors API yet (upgrade them)".into(),
+            unavailable:
+                "mirrors not available: the nodes do not serve the Mirrors API yet (upgrade them)"
+                    .into(),
             mirrors: Vec::new(),
             total: 0,
             list: None,
@@ -772,7 +798,11 @@ pub async fn sync_mirror(
 ) -> HttpResponse {
     let url = form.url.trim().to_string();
     if url.is_empty() || url.len() > 4096 {
-        return error_page(&req, StatusCode::BAD_REQUEST, "which mirror? (url is empty)".into());
+        return error_page(
+            &req,
+            StatusCode::BAD_REQUEST,
+            "which mirror? (url is empty)".into(),
+        );
     }
     let res = st
         .pool
@@ -844,7 +874,10 @@ async fn chain_page(
             })
             .await
     });
-    let status = st.pool.call("Status", |mut c| async move { c.nodes.status(Empty {}).await });
+    let status = st.pool.call(
+        "Status",
+        |mut c| async move { c.nodes.status(Empty {}).await },
+    );
     let (recent, blocks, status) = futures_util::future::join3(recent, blocks, status).await;
     let mut error = String::new();
     let (height, entries): (u64, Vec<StoredEntry>) = match recent {
@@ -863,7 +896,11 @@ async fn chain_page(
             Vec::new()
         }
     };
-    let ok_status = if form_error.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let ok_status = if form_error.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
     html(
         ok_status,
         &ChainPage {
@@ -886,7 +923,11 @@ async fn chain_page(
                 .map(|s| s.nodes.iter().map(|n| n.name.clone()).collect())
                 .unwrap_or_default(),
             levels: LEVELS,
-            form_level: if form.level.is_empty() { "info".into() } else { form.level },
+            form_level: if form.level.is_empty() {
+                "info".into()
+            } else {
+                form.level
+            },
             form_content: form.content,
             form_at: form.create_at,
             form_error,
@@ -907,9 +948,17 @@ pub async fn chain(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
 }
 
 pub fn log_entry(form: &WriteForm) -> Result<LogEntry, String> {
-    let level = if form.level.is_empty() { "info" } else { form.level.as_str() };
+    let level = if form.level.is_empty() {
+        "info"
+    } else {
+        form.level.as_str()
+    };
     if !LEVELS.contains(&level) {
-        return Err(format!("level {:?}: one of {}", gitflock::task::shorten(level, 20), LEVELS.join(", ")));
+        return Err(format!(
+            "level {:?}: one of {}",
+            gitflock::task::shorten(level, 20),
+            LEVELS.join(", ")
+        ));
     }
     if form.content.trim().is_empty() {
         return Err("content is empty: write what happened".into());
@@ -917,7 +966,11 @@ pub fn log_entry(form: &WriteForm) -> Result<LogEntry, String> {
     if form.content.len() > 64 * 1024 {
         return Err("content is longer than 64 KiB".into());
     }
-    if form.content.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+    if form
+        .content
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
         return Err("content holds a control character".into());
     }
     let at = form.create_at.trim();
@@ -992,4 +1045,3 @@ pub async fn make_block(
         Err(e) => grpc_page(&req, &st, &e),
     }
 }
-

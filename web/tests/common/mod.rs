@@ -1,0 +1,442 @@
+//! The web tests' harness: a real redis-server, real `gitflock-node` processes, the real
+//! `gitflock-web` binary, an HTTP client that logs in, and waiting with deadlines.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "web-test-token-0123456789abcdef";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `cond` until it returns Some, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on a child we spawned.
+    unsafe { libc::kill(pid as libc::pid_t, sig) };
+}
+
+/// `target/debug` (or whichever profile built this test).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    deps.parent().unwrap().to_path_buf()
+}
+
+/// The node binary, built first: `cargo nextest run -p gitflock-web` builds only this
+/// crate's binaries, and a stale node would test yesterday's cluster.
+pub fn node_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let bin = bin_dir().join("gitflock-node");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let release = bin_dir().ends_with("release");
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-q", "-p", "gitflock-rpc", "--bin", "gitflock-node"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if release {
+                cmd.arg("--release");
+            }
+            let ok = cmd.status().is_ok_and(|s| s.success());
+            if !ok && !bin.is_file() {
+                panic!(
+                    "cannot build gitflock-node and {} does not exist: run `cargo build -p gitflock-rpc` first",
+                    bin.display()
+                );
+            }
+            bin
+        })
+        .clone()
+}
+
+pub struct Redis {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis {
+            port,
+            _dir: dir,
+            child,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Node {
+    pub name: String,
+    pub port: u16,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), libc::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            signal(c.id(), libc::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+}
+
+pub struct Web {
+    pub port: u16,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Web {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        signal(self.child.id(), libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub web: Web,
+    pub dir: tempfile::TempDir,
+    pub redis: Redis,
+}
+
+impl Cluster {
+    /// Redis, `n` nodes (with a chain remote), and the dashboard over all of them.
+    pub async fn start(n: usize) -> Cluster {
+        let node_bin = node_binary();
+        let dir = tempfile::tempdir().unwrap();
+        let redis = Redis::start();
+        let remote = dir.path().join("chain-remote.git");
+        let have_git = Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&remote)
+            .status()
+            .is_ok_and(|s| s.success());
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let name = format!("node{i}");
+            let port = free_port();
+            let log = dir.path().join(format!("{name}.log"));
+            let f = std::fs::File::create(&log).unwrap();
+            let mut cmd = Command::new(&node_bin);
+            cmd.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("RUST_LOG", "info")
+                .env("GITFLOCK_NODE_NAME", &name)
+                .env("GITFLOCK_NODE_DATA_DIR", dir.path().join(&name))
+                .env("GITFLOCK_NODE_GRPC_LISTEN", format!("127.0.0.1:{port}"))
+                .env("GITFLOCK_NODE_CONCURRENCY", "8")
+                .env("GITFLOCK_REDIS_URL", redis.url())
+                .env("GITFLOCK_CLUSTER_TOKEN", TOKEN)
+                .env("GITFLOCK_CHAIN_BLOCK_INTERVAL_SECS", "0")
+                .env("GITFLOCK_MIRROR_ALLOW_FILE_URLS", "true");
+            if have_git {
+                cmd.env("GITFLOCK_CHAIN_REMOTE", &remote);
+            }
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(f.try_clone().unwrap())
+                .stderr(f)
+                .spawn()
+                .unwrap();
+            nodes.push(Node {
+                name,
+                port,
+                log,
+                child: Some(child),
+            });
+        }
+        let endpoints: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+        let web = start_web(dir.path(), &endpoints, &[]);
+        let c = Cluster {
+            nodes,
+            web,
+            dir,
+            redis,
+        };
+        c.wait_ready(n).await;
+        c
+    }
+
+    /// Until the dashboard sees a master and `n` alive nodes through the API.
+    async fn wait_ready(&self, n: usize) {
+        let http = Http::bearer(&self.web);
+        wait_for(
+            "a master and every node alive",
+            Duration::from_secs(30),
+            || {
+                let http = http.clone();
+                async move {
+                    let (status, v) = http.get_json("/api/v1/status").await.ok()?;
+                    let alive = v["nodes"]
+                        .as_array()?
+                        .iter()
+                        .filter(|x| x["state"] == "alive")
+                        .count();
+                    (status == 200
+                        && v["master"].as_str().is_some_and(|m| !m.is_empty())
+                        && alive == n)
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = std::fs::read_to_string(&self.web.log).unwrap_or_default();
+        for n in &self.nodes {
+            s.push_str(&std::fs::read_to_string(&n.log).unwrap_or_default());
+        }
+        s
+    }
+}
+
+/// Starts `gitflock-web` over `endpoints` and waits until `/healthz` answers.
+pub fn start_web(dir: &Path, endpoints: &[String], env: &[(&str, &str)]) -> Web {
+    let port = free_port();
+    let log = dir.join(format!("web-{port}.log"));
+    let f = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitflock-web"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .env("GITFLOCK_CLUSTER_TOKEN", TOKEN)
+        .env("GITFLOCK_WEB_NODES", endpoints.join(","))
+        .env("GITFLOCK_WEB_PASSWORD", PASSWORD)
+        .env("GITFLOCK_WEB_LISTEN", format!("127.0.0.1:{port}"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "gitflock-web did not listen: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Web { port, log, child }
+}
+
+/// A small HTTP client: anonymous, Bearer, or a logged-in browser-like session.
+#[derive(Clone)]
+pub struct Http {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub bearer: Option<String>,
+    pub cookie: Option<String>,
+    pub csrf: Option<String>,
+}
+
+impl Http {
+    pub fn anonymous(web: &Web) -> Http {
+        Http {
+            base: web.url(""),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            bearer: None,
+            cookie: None,
+            csrf: None,
+        }
+    }
+
+    pub fn bearer(web: &Web) -> Http {
+        Http {
+            bearer: Some(TOKEN.into()),
+            ..Self::anonymous(web)
+        }
+    }
+
+    /// Logs in with the password; keeps the cookie and the page's CSRF token.
+    pub async fn login(web: &Web) -> Http {
+        let mut h = Self::anonymous(web);
+        let resp = h
+            .client
+            .post(h.url("/login"))
+            .form(&[("password", PASSWORD), ("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303, "login");
+        let set = resp
+            .headers()
+            .get("set-cookie")
+            .expect("a session cookie")
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        h.cookie = Some(set.split(';').next().unwrap().to_string());
+        let page = h.get_text("/tasks/new").await.1;
+        let csrf = page
+            .split("name=\"csrf-token\" content=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("a CSRF token in the page")
+            .to_string();
+        h.csrf = Some(csrf);
+        h
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut r = self.client.request(method, self.url(path));
+        if let Some(b) = &self.bearer {
+            r = r.header("authorization", format!("Bearer {b}"));
+        }
+        if let Some(c) = &self.cookie {
+            r = r.header("cookie", c.clone());
+        }
+        r
+    }
+
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let r = self.req(reqwest::Method::GET, path).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    pub async fn get_json(&self, path: &str) -> Result<(u16, serde_json::Value), reqwest::Error> {
+        let r = self.req(reqwest::Method::GET, path).send().await?;
+        let s = r.status().as_u16();
+        Ok((s, r.json().await.unwrap_or(serde_json::Value::Null)))
+    }
+
+    /// A form post carrying the CSRF token (when logged in).
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut f: Vec<(&str, &str)> = fields.to_vec();
+        if let Some(c) = &self.csrf {
+            f.push(("csrf", c));
+        }
+        self.req(reqwest::Method::POST, path)
+            .form(&f)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let mut r = self.req(reqwest::Method::POST, path).json(&body);
+        if let Some(c) = &self.csrf {
+            r = r.header("x-csrf-token", c.clone());
+        }
+        let r = r.send().await.unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Creates a task through the API; returns its id.
+    pub async fn create(&self, kind: &str, target: &str, name: &str, interval: u64) -> String {
+        let (s, v) = self
+            .post_json(
+                "/api/v1/tasks",
+                serde_json::json!({"type": kind, "target": target, "name": name, "interval_secs": interval}),
+            )
+            .await;
+        assert_eq!(s, 201, "create: {v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn task_state(&self, id: &str) -> Option<String> {
+        let (s, v) = self.get_json(&format!("/api/v1/tasks/{id}")).await.ok()?;
+        (s == 200).then(|| v["state"].as_str().unwrap_or_default().to_string())
+    }
+}
