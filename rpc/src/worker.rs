@@ -182,18 +182,26 @@ impl Worker {
         }
         m.running.inc();
         let clock = std::time::Instant::now();
+        let mut next_cycle = None;
         let (outcome, message) = match self.registry.get(&task.kind) {
             None => (
                 Outcome::Error,
                 format!("this node does not know task type {:?}", task.kind),
             ),
             Some(runner) => {
-                let run = runner.run(task.target.clone(), cancel.child_token());
+                let run =
+                    runner.run_scheduled(task.target.clone(), task.interval, cancel.child_token());
                 tokio::select! {
                     r = tokio::time::timeout(task.timeout, run) => match r {
                         _ if cancel.is_cancelled() => self.cancelled(),
-                        Ok(Ok(out)) => (Outcome::Ok, out),
-                        Ok(Err(e)) => (Outcome::Error, e),
+                        Ok((Ok(out), next)) => {
+                            next_cycle = next;
+                            (Outcome::Ok, out)
+                        }
+                        Ok((Err(e), next)) => {
+                            next_cycle = next;
+                            (Outcome::Error, e)
+                        }
                         Err(_) => {
                             cancel.cancel();
                             (Outcome::Timeout, format!("timed out after {}s", task.timeout.as_secs()))
@@ -228,6 +236,7 @@ impl Worker {
             started_at,
             finished_at: now_ms(),
             retry_delay: backoff(task.attempt),
+            next_cycle,
         }
     }
 

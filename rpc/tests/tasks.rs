@@ -307,7 +307,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
                 r#type: "nope".into(),
                 ..Default::default()
             }),
-            "known types: block, echo, sleep",
+            "known types: block, echo, mirror, sleep",
         ),
         (
             bad(CreateTaskRequest {

@@ -32,6 +32,10 @@ pub struct DevArgs {
     /// Tasks each node runs at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u32,
+    /// Where the dashboard (gitflock-web) listens; `off` to not start it. A taken port is
+    /// replaced by a free one.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub web: String,
 }
 
 type Result<T> = std::result::Result<T, CliError>;
@@ -67,6 +71,75 @@ fn node_binary() -> Result<PathBuf> {
     }
     find_in_path("gitflock-node")
         .ok_or_else(|| CliError("gitflock-node not found beside gitflock or on PATH".into()))
+}
+
+/// The dashboard binary: beside this one, else on PATH.
+fn web_binary() -> Option<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .map(|me| me.with_file_name("gitflock-web"))
+        .filter(|p| p.is_file())
+        .or_else(|| find_in_path("gitflock-web"))
+}
+
+/// Starts the dashboard over `nodes`; returns its URL and password, or why it did not start.
+async fn start_web(
+    args: &DevArgs,
+    data: &Path,
+    token: &str,
+    nodes: &[String],
+    procs: &mut Vec<Proc>,
+) -> std::result::Result<(String, String), String> {
+    let bin = web_binary().ok_or("gitflock-web not found beside gitflock or on PATH")?;
+    let want: std::net::SocketAddr = args
+        .web
+        .parse()
+        .map_err(|_| format!("--web {:?} is not an address like 127.0.0.1:8080", args.web))?;
+    let addr = if TcpListener::bind(want).is_ok() {
+        want
+    } else {
+        let l = TcpListener::bind((want.ip(), 0)).map_err(|e| format!("no free port: {e}"))?;
+        l.local_addr().map_err(|e| e.to_string())?
+    };
+    let password = match std::env::var("GITFLOCK_WEB_PASSWORD") {
+        Ok(p) if p.len() >= 8 => p,
+        _ => uuid::Uuid::new_v4().simple().to_string()[..16].to_string(),
+    };
+    write_private(&data.join("web-password"), &format!("{password}\n")).map_err(|e| e.0)?;
+    let log = std::fs::File::create(data.join("web.log")).map_err(|e| e.to_string())?;
+    let child = Command::new(&bin)
+        .env_remove("GITFLOCK_CONFIG")
+        .env_remove("GITFLOCK_WEB_PASSWORD_HASH")
+        .env("GITFLOCK_CLUSTER_TOKEN", token)
+        .env("GITFLOCK_WEB_NODES", nodes.join(","))
+        .env("GITFLOCK_WEB_PASSWORD", &password)
+        .env("GITFLOCK_WEB_LISTEN", addr.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    procs.push(Proc {
+        name: "web".into(),
+        child,
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if let Some(p) = procs.iter_mut().find(|p| p.name == "web")
+            && let Ok(Some(status)) = p.child.try_wait()
+        {
+            return Err(format!(
+                "gitflock-web exited at start ({status}); see {}",
+                data.join("web.log").display()
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err("gitflock-web did not listen within 15s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((format!("http://{addr}/"), password))
 }
 
 fn new_token() -> String {
@@ -287,6 +360,19 @@ pub async fn run(args: DevArgs) -> Result<()> {
         }
     }
 
+    let web = if args.web == "off" {
+        None
+    } else {
+        let urls: Vec<String> = endpoints.iter().map(|(_, url, _)| url.clone()).collect();
+        match start_web(&args, &data, &token, &urls, &mut procs).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("dashboard not started: {e}");
+                None
+            }
+        }
+    };
+
     println!("gitflock dev cluster is up");
     println!("  redis:  {redis_url}");
     for (name, url, metrics) in &endpoints {
@@ -301,6 +387,14 @@ pub async fn run(args: DevArgs) -> Result<()> {
         println!(
             "  blocks: {} (every 5 min; `gitflock block make` now)",
             chain_remote.display()
+        );
+    }
+    if let Some((url, password)) = &web {
+        println!("  web:    {url}   password {password}");
+        println!(
+            "          (in {}; log {})",
+            data.join("web-password").display(),
+            data.join("web.log").display()
         );
     }
     println!("  token:  {token}");

@@ -6,7 +6,10 @@
 
 use std::sync::Arc;
 
-use super::{Context, RunFuture, Runner};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use super::{Context, RunFuture, Runner, ScheduledFuture};
 use crate::mirror::{MirrorUrl, mirrors_dir};
 
 pub struct Mirror {
@@ -40,20 +43,37 @@ impl Runner for Mirror {
         self.ctx.mirror.interval_secs
     }
 
-    fn run(&self, target: String, cancel: tokio_util::sync::CancellationToken) -> RunFuture {
+    fn run(&self, target: String, cancel: CancellationToken) -> RunFuture {
+        let run = self.run_scheduled(target, Duration::ZERO, cancel);
+        Box::pin(async move { run.await.0 })
+    }
+
+    fn run_scheduled(
+        &self,
+        target: String,
+        interval: Duration,
+        cancel: CancellationToken,
+    ) -> ScheduledFuture {
         let ctx = self.ctx.clone();
         let parsed = self.parse(&target);
         Box::pin(async move {
-            let m = parsed?;
+            let m = match parsed {
+                Ok(m) => m,
+                Err(e) => return (Err(e), None),
+            };
             let rel = m.rel_path();
             let dir = mirrors_dir(&ctx.data_dir).join(&rel);
             let url = m.fetch_url.clone();
             let c = cancel.clone();
             let clock = std::time::Instant::now();
-            let run =
-                tokio::task::spawn_blocking(move || crate::mirror::fetch::sync(&dir, &url, &c))
-                    .await
-                    .map_err(|e| format!("mirror run panicked: {e}"))?;
+            let run = match tokio::task::spawn_blocking(move || {
+                crate::mirror::fetch::sync(&dir, &url, &c)
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => return (Err(format!("mirror run panicked: {e}")), None),
+            };
             let metrics = &*crate::metrics::METRICS;
             let now = crate::worker::now_ms();
             let id = m.task_id();
@@ -76,7 +96,7 @@ impl Runner for Mirror {
                         ("last_fetch", now.to_string()),
                         ("last_error", String::new()),
                     ];
-                    if let Some(_serving) = ctx.mirror.serve_listen {
+                    if ctx.mirror.serve_listen.is_some() {
                         fields.push((
                             "clone_url",
                             format!(
@@ -89,15 +109,18 @@ impl Runner for Mirror {
                     if report.changed() {
                         fields.push(("last_change", now.to_string()));
                     }
-                    ctx.store
-                        .mirror_report(&id, true, &fields)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    Ok(report.summary())
+                    match ctx.store.mirror_report(&id, true, &fields).await {
+                        Ok(Some((_, last_change))) => {
+                            let next = next_cycle(interval, true, 0, now - last_change);
+                            (Ok(report.summary()), next)
+                        }
+                        Ok(None) => (Ok(report.summary()), None),
+                        Err(e) => (Err(e.to_string()), None),
+                    }
                 }
                 Err(e) => {
                     if cancel.is_cancelled() {
-                        return Err(e);
+                        return (Err(e), None);
                     }
                     metrics
                         .mirror_sync_seconds
@@ -106,10 +129,75 @@ impl Runner for Mirror {
                     metrics.mirror_failures.inc();
                     let e = crate::redact::redact(&e);
                     let fields = [("last_error", e.clone()), ("last_fail", now.to_string())];
-                    let _ = ctx.store.mirror_report(&id, false, &fields).await;
-                    Err(e)
+                    let next = match ctx.store.mirror_report(&id, false, &fields).await {
+                        Ok(Some((failures, _))) => next_cycle(interval, false, failures, 0),
+                        _ => None,
+                    };
+                    (Err(e), next)
                 }
             }
         })
+    }
+}
+
+/// When a mirror's next cycle comes (None: its interval). Bounds:
+/// - a repository that changed within the last hour is checked 4× as often, but never more
+///   often than every 60 s (nor less often than its interval);
+/// - one unchanged for a week is checked half as often, at most daily (or its interval);
+/// - after failures the interval doubles per failed cycle (3 attempts), up to 6 h (or the
+///   interval itself if longer), and comes back to normal with the first success.
+pub fn next_cycle(
+    interval: Duration,
+    ok: bool,
+    failures: u32,
+    since_change_ms: i64,
+) -> Option<Duration> {
+    if interval.is_zero() {
+        return None;
+    }
+    const HOUR: Duration = Duration::from_secs(3600);
+    if !ok {
+        let cycles = failures.div_ceil(3).min(16);
+        let ceiling = interval.max(6 * HOUR);
+        return Some(interval.saturating_mul(1 << cycles.min(20)).min(ceiling));
+    }
+    if since_change_ms >= 0 && since_change_ms <= HOUR.as_millis() as i64 {
+        return Some((interval / 4).max(interval.min(Duration::from_secs(60))));
+    }
+    if since_change_ms > 7 * 24 * HOUR.as_millis() as i64 {
+        return Some((interval * 2).min(interval.max(24 * HOUR)));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_cycle;
+    use std::time::Duration;
+
+    #[test]
+    fn schedules_follow_activity_and_failures_within_bounds() {
+        let s = Duration::from_secs;
+        let min = 60_000;
+        // Hot: 4× as often, not under 60 s, never over the interval.
+        assert_eq!(next_cycle(s(600), true, 0, 5 * min), Some(s(150)));
+        assert_eq!(next_cycle(s(120), true, 0, 5 * min), Some(s(60)));
+        assert_eq!(next_cycle(s(1), true, 0, 0), Some(s(1)));
+        // Normal.
+        assert_eq!(next_cycle(s(600), true, 0, 24 * 60 * min), None);
+        // Cold: half as often, at most daily.
+        assert_eq!(
+            next_cycle(s(600), true, 0, 8 * 24 * 60 * min),
+            Some(s(1200))
+        );
+        assert_eq!(
+            next_cycle(s(86400), true, 0, 8 * 24 * 60 * min),
+            Some(s(86400))
+        );
+        // Failing: doubling per failed cycle, capped at 6 h.
+        assert_eq!(next_cycle(s(600), false, 3, 0), Some(s(1200)));
+        assert_eq!(next_cycle(s(600), false, 6, 0), Some(s(2400)));
+        assert_eq!(next_cycle(s(600), false, 300, 0), Some(s(6 * 3600)));
+        assert_eq!(next_cycle(s(0), false, 3, 0), None);
     }
 }

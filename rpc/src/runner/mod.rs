@@ -21,11 +21,27 @@ pub type RunResult = Result<String, String>;
 
 pub type RunFuture = Pin<Box<dyn Future<Output = RunResult> + Send + 'static>>;
 
+/// A run's result and, for a recurring task, when its runner wants the next cycle (None: the
+/// task's interval).
+pub type ScheduledFuture =
+    Pin<Box<dyn Future<Output = (RunResult, Option<std::time::Duration>)> + Send + 'static>>;
+
 pub trait Runner: Send + Sync + 'static {
     /// Checks a target before the task is accepted.
     fn validate(&self, target: &str) -> Result<(), String>;
     /// Runs one attempt. Must end soon after `cancel` fires.
     fn run(&self, target: String, cancel: CancellationToken) -> RunFuture;
+    /// Runs one attempt and says when the next cycle of a recurring task should come; what
+    /// workers call. By default the task's interval.
+    fn run_scheduled(
+        &self,
+        target: String,
+        _interval: std::time::Duration,
+        cancel: CancellationToken,
+    ) -> ScheduledFuture {
+        let run = self.run(target, cancel);
+        Box::pin(async move { (run.await, None) })
+    }
     /// The only node that may run a task with this target (None: any node).
     fn pin(&self, _target: &str) -> Option<String> {
         None

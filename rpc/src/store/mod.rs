@@ -180,6 +180,8 @@ pub struct Claimed {
     pub max_attempts: u32,
     /// When it became due (Redis clock, ms).
     pub due: i64,
+    /// 0: runs once.
+    pub interval: Duration,
 }
 
 /// How a run ended, as the FINISH script knows it.
@@ -215,6 +217,8 @@ pub struct Finished {
     pub started_at: i64,
     pub finished_at: i64,
     pub retry_delay: Duration,
+    /// A recurring task's next cycle, as its runner asked (None: the task's interval).
+    pub next_cycle: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -663,21 +667,25 @@ impl Store {
             .await?)
     }
 
-    /// Records a mirror run's findings; false when the task is gone.
+    /// Records a mirror run's findings; returns (consecutive failures, last change ms), or
+    /// None when the task is gone.
     pub async fn mirror_report(
         &self,
         id: &str,
         ok: bool,
         fields: &[(&str, String)],
-    ) -> Result<bool> {
+    ) -> Result<Option<(u32, i64)>> {
         let mut c = self.conn.clone();
         let mut inv = self.invoke(&self.scripts.mirror_report);
         inv.arg(id).arg(if ok { 1 } else { 0 });
         for (k, v) in fields {
             inv.arg(*k).arg(v);
         }
-        let n: i64 = inv.invoke_async(&mut c).await?;
-        Ok(n == 1)
+        let r: Vec<i64> = inv.invoke_async(&mut c).await?;
+        Ok(match r.as_slice() {
+            [1, failures, last_change] => Some((*failures as u32, *last_change)),
+            _ => None,
+        })
     }
 
     /// Mirror findings per task id (an empty map for a mirror that never ran), in one round trip.
@@ -872,7 +880,7 @@ impl Store {
             .invoke_async(&mut c)
             .await?;
         Ok(flat
-            .chunks_exact(8)
+            .chunks_exact(9)
             .map(|f| Claimed {
                 id: f[0].clone(),
                 kind: f[1].clone(),
@@ -882,6 +890,7 @@ impl Store {
                 claim: f[5].parse().unwrap_or(0),
                 max_attempts: f[6].parse().unwrap_or(1),
                 due: f[7].parse().unwrap_or(0),
+                interval: Duration::from_secs(f[8].parse().unwrap_or(0)),
             })
             .collect())
     }
@@ -902,7 +911,8 @@ impl Store {
                 .arg(task::shorten(&r.message, task::MAX_MESSAGE_BYTES))
                 .arg(r.started_at)
                 .arg(r.finished_at)
-                .arg(r.retry_delay.as_millis() as u64);
+                .arg(r.retry_delay.as_millis() as u64)
+                .arg(r.next_cycle.map_or(0, |d| d.as_millis().max(1) as u64));
         }
         Ok(inv.invoke_async(&mut c).await?)
     }

@@ -187,7 +187,7 @@ return {moved, left, next_due, now}
 /// Each claim gets a cluster-unique claim number (`P:claims`), stored in the task: FINISH must
 /// present it, so a late or retried FINISH can never be taken for a later run of the task.
 /// Returns a flat list: id, type, target, attempt, timeout_secs, claim, max_attempts, due (ms),
-/// … per claimed task.
+/// interval_secs, … per claimed task.
 pub(super) const CLAIM: &str = r#"
 local node, n = ARGV[2], tonumber(ARGV[3])
 local inbox, inflight = k('inbox', node), k('inflight', node)
@@ -197,7 +197,7 @@ for _ = 1, n do
   local id = redis.call('LMOVE', inbox, inflight, 'RIGHT', 'LEFT')
   if not id then break end
   local t = redis.call('HMGET', k('task', id), 'state', 'node', 'type', 'target', 'attempts', 'timeout', 'seq',
-    'max_attempts', 'due')
+    'max_attempts', 'due', 'interval')
   if t[1] == 'INQUEUE' and t[2] == node then
     local attempt = tonumber(t[5]) + 1
     local claim = redis.call('INCR', k('claims'))
@@ -206,7 +206,7 @@ for _ = 1, n do
     event(id, 'c')
     table.insert(out, id); table.insert(out, t[3]); table.insert(out, t[4])
     table.insert(out, tostring(attempt)); table.insert(out, t[6]); table.insert(out, tostring(claim))
-    table.insert(out, t[8]); table.insert(out, t[9])
+    table.insert(out, t[8]); table.insert(out, t[9]); table.insert(out, t[10])
   else
     redis.call('LREM', inflight, 1, id)
   end
@@ -215,8 +215,9 @@ return out
 "#;
 
 /// FINISH (node): records the end of runs, in a batch.
-/// ARGV: 2 node, 3 results kept, then per run 8 values: id, claim, attempt, outcome
-///       (ok|error|timeout|killed|handback), message, started_at, finished_at, retry delay ms.
+/// ARGV: 2 node, 3 results kept, then per run 9 values: id, claim, attempt, outcome
+///       (ok|error|timeout|killed|handback), message, started_at, finished_at, retry delay ms,
+///       next run in ms (a recurring task's next cycle as its runner asks; 0: the interval).
 /// A run is recorded only if the task is still RUNNING on this node under this claim: a node
 /// that lost a task (deleted, or handed to another node) can never overwrite it, and a
 /// FINISH retried after a timeout is recorded at most once.
@@ -231,7 +232,7 @@ local inflight = k('inflight', node)
 local now = now_ms()
 local recorded = 0
 local codes = {ok = 0, error = 1, timeout = 2, killed = 3}
-for i = 4, #ARGV, 8 do
+for i = 4, #ARGV, 9 do
   local id, claim, attempt, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   redis.call('LREM', inflight, 1, id)
   local tk = k('task', id)
@@ -240,6 +241,8 @@ for i = 4, #ARGV, 8 do
   if t[1] == 'RUNNING' and t[2] == node and t[8] == claim then
     local new, due = nil, nil
     local interval = tonumber(t[5])
+    local cycle = tonumber(ARGV[i + 8]) or 0
+    if cycle <= 0 then cycle = interval * 1000 end
     if outcome == 'handback' then
       new, due = 'WAITING', now
       redis.call('HSET', tk, 'attempts', tonumber(attempt) - 1)
@@ -250,11 +253,11 @@ for i = 4, #ARGV, 8 do
       if outcome == 'killed' or t[7] == '1' then
         new = 'KILLED'
       elseif outcome == 'ok' then
-        if interval > 0 then new, due = 'WAITING', now + interval * 1000 else new = 'SUCCEED' end
+        if interval > 0 then new, due = 'WAITING', now + cycle else new = 'SUCCEED' end
       elseif tonumber(attempt) < tonumber(t[4]) then
         new, due = 'WAITING', now + tonumber(ARGV[i + 7])
       elseif interval > 0 then
-        new, due = 'WAITING', now + interval * 1000
+        new, due = 'WAITING', now + cycle
       else
         new = 'RUNTIME_ERROR'
       end
@@ -528,12 +531,13 @@ return 'ended'
 /// MIRROR_REPORT (node): records what a mirror run found, if the task still exists (a run
 /// that outlives a delete must not leave a status behind).
 /// ARGV: 2 id, 3 ok (1|0), then field/value pairs to set. ok=1 resets `failures`, ok=0 adds one.
-/// Returns 1 when recorded, 0 when the task is gone.
+/// Returns {1, failures, last_change (ms)} when recorded, {0} when the task is gone.
 pub(super) const MIRROR_REPORT: &str = r#"
 local id = ARGV[2]
 if redis.call('EXISTS', k('task', id)) == 0 then return 0 end
 local mk = k('mirror', id)
 for i = 4, #ARGV, 2 do redis.call('HSET', mk, ARGV[i], ARGV[i + 1]) end
 if ARGV[3] == '1' then redis.call('HSET', mk, 'failures', 0) else redis.call('HINCRBY', mk, 'failures', 1) end
-return 1
+local r = redis.call('HMGET', mk, 'failures', 'last_change')
+return {1, tonumber(r[1]) or 0, tonumber(r[2]) or 0}
 "#;
