@@ -166,6 +166,11 @@
     es.onerror = () => { if (live) { live.className = "live off"; live.textContent = "reconnecting…"; } };
     window.__gitflockEvents = es;
   }
+  // Close the stream as the page goes away: a stream left open (e.g. by a page kept in the
+  // back/forward cache) holds one of the browser's few connections to this host, and the
+  // next navigation would wait for it.
+  window.addEventListener("pagehide", () => { if (window.__gitflockEvents) { window.__gitflockEvents.close(); window.__gitflockEvents = null; } });
+  window.addEventListener("pageshow", e => { if (e.persisted && !window.__gitflockEvents) connect(); });
 
   // ---- forms ----
   function bulkUi() {

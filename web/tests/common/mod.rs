@@ -244,26 +244,29 @@ impl Cluster {
     /// Until the dashboard sees a master and `n` alive nodes through the API.
     async fn wait_ready(&self, n: usize) {
         let http = Http::bearer(&self.web);
-        wait_for(
-            "a master and every node alive",
-            Duration::from_secs(30),
-            || {
-                let http = http.clone();
-                async move {
-                    let (status, v) = http.get_json("/api/v1/status").await.ok()?;
-                    let alive = v["nodes"]
-                        .as_array()?
-                        .iter()
-                        .filter(|x| x["state"] == "alive")
-                        .count();
-                    (status == 200
-                        && v["master"].as_str().is_some_and(|m| !m.is_empty())
-                        && alive == n)
-                        .then_some(())
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = serde_json::Value::Null;
+        loop {
+            if let Ok((200, v)) = http.get_json("/api/v1/status").await {
+                let alive = v["nodes"]
+                    .as_array()
+                    .map(|a| a.iter().filter(|x| x["state"] == "alive").count())
+                    .unwrap_or(0);
+                if v["master"].as_str().is_some_and(|m| !m.is_empty()) && alive == n {
+                    return;
                 }
-            },
-        )
-        .await;
+                last = v;
+            }
+            if Instant::now() > deadline {
+                let logs = self.logs();
+                let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+                panic!(
+                    "timed out after 60s waiting for a master and {n} alive nodes; last status {last}\nlogs (newest first):\n{}",
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn logs(&self) -> String {
