@@ -1,12 +1,14 @@
-# The gitflock node image: the prebuilt release binaries on the gitflock base image.
+# The gitflock image: the prebuilt release binaries (gitflock-node, the CLI gitflock, the
+# dashboard gitflock-web) on the gitflock base image. It runs a node by default; the compose
+# service `web` runs `gitflock-web` from it.
 #
-#   cargo build --release --bins -p gitflock-rpc   # on Debian bookworm (the base's glibc)
+#   cargo build --release --bins -p gitflock-rpc -p gitflock-web   # on Debian bookworm (the base's glibc)
 #   scripts/build-base-image.sh                    # gitflock/base:bookworm from Debian packages
 #   docker build -t gitflock/node:dev .            # or: docker-compose build
 #
 # With internet access the base can come from Docker Hub instead:
-#   docker build -t gitflock/base:bookworm -f conf/docker/base.Dockerfile conf/docker
-# The build context is only the two binaries and conf/ (see .dockerignore).
+#   docker build -t gitflock/base:bookworm - < conf/docker/base.Dockerfile   # no context: no secret sent
+# The build context is only the three binaries and conf/ (see .dockerignore).
 ARG BASE=gitflock/base:bookworm
 FROM ${BASE}
 LABEL io.gitflock.image=node
@@ -26,7 +28,7 @@ RUN set -eu; \
         chmod 0755 /usr/local/bin/gitflock-init; \
     fi
 
-COPY target/release/gitflock-node target/release/gitflock /usr/local/bin/
+COPY target/release/gitflock-node target/release/gitflock target/release/gitflock-web /usr/local/bin/
 # The commented example; every key can be overridden by GITFLOCK_<SECTION>_<KEY>.
 COPY conf/gitflock.toml /etc/gitflock/gitflock.toml
 
@@ -36,7 +38,9 @@ ENV GITFLOCK_CONFIG=/etc/gitflock/gitflock.toml \
 USER gitflock
 WORKDIR /var/lib/gitflock
 VOLUME ["/var/lib/gitflock"]
-EXPOSE 6666
+# 6666 gRPC, 9100 node metrics ([node] metrics_listen), 9418 git daemon ([mirror]
+# serve_listen), 8080 the dashboard (gitflock-web, [web] listen); each only when configured.
+EXPOSE 6666 9100 9418 8080
 # SIGTERM: the node resigns mastership, hands its work back and exits 0 (give it ~20 s).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/gitflock-init", "--"]

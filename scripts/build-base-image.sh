@@ -14,7 +14,8 @@
 # missing). With internet access to Docker Hub, conf/docker/base.Dockerfile builds the same
 # image from debian:bookworm-slim instead.
 #
-# It also creates conf/docker/cluster.env (the compose cluster's token) if it is missing.
+# It also creates conf/docker/cluster.env (the compose cluster's token and the dashboard's
+# password) if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
     --with-nginx) with_nginx=1 ;;
     --mirror) MIRROR=${2:?--mirror needs a URL}; shift ;;
     --mirror=*) MIRROR=${1#--mirror=} ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-base-image: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -49,11 +50,12 @@ ensure_env_file() {
   local f=conf/docker/cluster.env
   mkdir -p conf/docker
   [ -e "$f" ] && return 0
-  local token
+  local token password
   token=$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)
-  [ ${#token} -ge 32 ] || die "could not generate a token"
-  (umask 077 && printf '# Created by scripts/build-base-image.sh. Do not commit this file.\nGITFLOCK_CLUSTER_TOKEN=%s\n' "$token" >"$f")
-  log "created $f with a random token"
+  password=$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20)
+  [ ${#token} -ge 32 ] && [ ${#password} -ge 16 ] || die "could not generate a token"
+  (umask 077 && printf '# Created by scripts/build-base-image.sh. Do not commit this file.\nGITFLOCK_CLUSTER_TOKEN=%s\n# The dashboard login (http://127.0.0.1:8080/).\nGITFLOCK_WEB_PASSWORD=%s\n' "$token" "$password" >"$f")
+  log "created $f with a random token and dashboard password"
 }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
