@@ -18,10 +18,13 @@
 #   - nginx: `nginx -t` in the running container and on the shipped file; through nginx a login
 #     with the env file's password, and server-sent events (/events, cookie and Bearer) that
 #     arrive at once, including the event of a task created meanwhile;
-#   - the master's container is SIGKILLed: another node becomes master within 15 s, the old
-#     one is reported dead, a new task SUCCEEDs, and the dashboard still answers (next node);
+#   - the master's container is SIGKILLed with six 3 s sleep tasks in flight: another node
+#     becomes master within 15 s, the old one is reported dead, a new task and the six in
+#     flight SUCCEED, and the dashboard still answers (from the next node);
 #   - a slave's container is paused for 5 s (longer than the 2 s lease): it is reported not
 #     alive, comes back alive as a slave after unpause, and new tasks SUCCEED;
+#   - the containers' healthchecks pass (nodes, web, redis, upstream); a slave stopped with
+#     SIGTERM (`docker-compose stop`) exits 0 at once, and tasks still SUCCEED;
 #   - `docker-compose down -v` leaves no container, network or volume of the project.
 #
 # Every wait polls against a deadline. The project is always taken down (trap), and a
@@ -556,6 +559,13 @@ for n in node1 node2 node3; do
   [ "$n" != "$svc" ] && { via=$n; break; }
 done
 say "master $old_master is service $svc; talking to $via (127.0.0.1:${PORT[$via]}) from now on"
+# Work in flight when the master dies: six 3 s sleeps spread over the nodes.
+inflight=()
+for i in 1 2 3 4 5 6; do
+  id=$(create_task "$via" sleep 3s) || die "create sleep task $i before the kill"
+  inflight+=("$id")
+done
+sleep 1
 t0=$(date +%s%N)
 dc kill "$svc" >/dev/null 2>&1 || die "${COMPOSE[*]} kill $svc"
 if wait_until 15 new_master "$via" "$old_master"; then
@@ -570,6 +580,21 @@ else
   fail "the killed $old_master is still reported alive after 15 s"
 fi
 run_task "$via" echo after-failover 15 || exit 1
+all_settled() {
+  local id
+  for id in "${inflight[@]}"; do task_settled "$via" "$id" || return 1; done
+}
+if wait_until 45 all_settled; then
+  bad=0
+  for id in "${inflight[@]}"; do task_done "$via" "$id" || bad=$((bad + 1)); done
+  if [ "$bad" = 0 ]; then
+    pass "all 6 sleep tasks in flight at the kill SUCCEED ($(( ($(date +%s%N) - t0) / 1000000 )) ms after it)"
+  else
+    fail "$bad of the 6 sleep tasks in flight at the kill did not SUCCEED"
+  fi
+else
+  fail "the 6 sleep tasks in flight at the kill were not all done within 45 s"
+fi
 web_sees_master() { # the dashboard (which may have to try the next node) reports this master
   local out
   out=$(bearer "$WEB/api/v1/status" 2>/dev/null) || return 1
@@ -639,6 +664,18 @@ if wait_until 40 health_ok; then
 else
   fail "containers not healthy within 40 s:$HEALTH"
 fi
+
+phase "graceful stop: ${COMPOSE[*]} stop $slave (SIGTERM)"
+t0=$(date +%s%N)
+dc stop -t 20 "$slave" >/dev/null 2>&1 || fail "${COMPOSE[*]} stop $slave"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+code=$(docker inspect -f '{{.State.ExitCode}}' "$(dc ps -q "$slave")" 2>/dev/null)
+if [ "$code" = 0 ] && [ "$ms" -lt 15000 ]; then
+  pass "$slave exited 0 on SIGTERM in $ms ms"
+else
+  fail "$slave on SIGTERM: exit code '${code:-?}' after $ms ms"
+fi
+run_task "$via" echo after-stop 15 || exit 1
 
 if [ "${GITFLOCK_E2E_KEEP:-0}" != 1 ]; then
   teardown
