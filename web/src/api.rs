@@ -2,6 +2,9 @@
 //! `/write`, `/make_block`), `/events` (server-sent events) and the push webhook — plus the
 //! operations the pages share with them (create with field errors, bulk kill/delete,
 //! recent chain entries).
+// Handlers return early with the response to send (`Err(HttpResponse)`): it is built once per
+// request and returned at once, so boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
 
 use crate::app::{AppState, api_error, http_status, json_error, status_message};
 use crate::pages::{self, Outcome, WriteForm, list_request};

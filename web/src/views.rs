@@ -204,11 +204,12 @@ pub fn node_view(n: &NodeInfo, now: i64) -> NodeView {
         last_heartbeat: when(n.last_heartbeat, now),
         running: n.running,
         concurrency: n.concurrency,
-        load_pct: if n.concurrency > 0 {
-            (n.running * 100 / n.concurrency).min(100)
-        } else {
-            0
-        },
+        load_pct: n
+            .running
+            .saturating_mul(100)
+            .checked_div(n.concurrency)
+            .unwrap_or(0)
+            .min(100),
         version: n.version.clone(),
     }
 }
