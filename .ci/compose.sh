@@ -24,7 +24,7 @@
 #   - a slave's container is paused for 5 s (longer than the 2 s lease): it is reported not
 #     alive, comes back alive as a slave after unpause, and new tasks SUCCEED;
 #   - the containers' healthchecks pass (nodes, web, redis, upstream); a slave stopped with
-#     SIGTERM (`docker-compose stop`) exits 0 at once, and tasks still SUCCEED;
+#     SIGTERM (`docker-compose stop`) exits 0 within 15 s, and tasks still SUCCEED;
 #   - `docker-compose down -v` leaves no container, network or volume of the project.
 #
 # Every wait polls against a deadline. The project is always taken down (trap), and a
@@ -151,12 +151,16 @@ trap 'fail "interrupted"; exit 130' INT TERM
 # ---------------------------------------------------------------------------------------------
 phase "prerequisites"
 docker info >/dev/null 2>&1 || die "cannot talk to the Docker engine"
-if ! command -v jq >/dev/null; then
-  [ "$(id -u)" = 0 ] || die "jq is missing (apt-get install jq)"
-  say "installing jq"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null 2>&1 ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null; } ||
-    die "cannot install jq"
+tools=()
+command -v jq >/dev/null || tools+=(jq)
+command -v curl >/dev/null || tools+=(curl)
+if [ ${#tools[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || die "${tools[*]} missing (apt-get install ${tools[*]})"
+  say "installing ${tools[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${tools[@]}" >/dev/null 2>&1 ||
+    { apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${tools[@]}" >/dev/null; } ||
+    die "cannot install ${tools[*]}"
 fi
 say "compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || echo '?'))"
 
@@ -164,7 +168,6 @@ if [ ! -x target/release/gitflock-node ] || [ ! -x "$CLI" ] || [ ! -x target/rel
   phase "building the release binaries (cargo build --release --bins -p gitflock-rpc -p gitflock-web)"
   cargo build --release --bins -p gitflock-rpc -p gitflock-web || die "cargo build failed"
 fi
-command -v curl >/dev/null || die "curl is missing (apt-get install curl)"
 
 random_text() { head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$1"; }
 if [ ! -e "$ENV_FILE" ]; then
@@ -305,14 +308,16 @@ run_task() {
 }
 
 # ---------------------------------------------------------------------------------------------
-phase "starting the cluster: ${COMPOSE[*]} -p $PROJECT up -d --build"
+# `build` first: `up --build` may try to pull gitflock/node:dev for the services that only
+# use it (node2, node3, web) before node1 has built it.
+phase "starting the cluster: ${COMPOSE[*]} -p $PROJECT build, then up -d"
 dc down -v --remove-orphans >/dev/null 2>&1 || true # a previous run killed hard
-if dc up -d --build >"/tmp/$PROJECT-up.log" 2>&1; then
-  pass "${COMPOSE[*]} up -d --build (redis, node1..node3, web, nginx, upstream)"
+if dc build >"/tmp/$PROJECT-up.log" 2>&1 && dc up -d >>"/tmp/$PROJECT-up.log" 2>&1; then
+  pass "${COMPOSE[*]} build && up -d (redis, node1..node3, web, nginx, upstream)"
 else
   sed 's/^/    /' "/tmp/$PROJECT-up.log" | tail -n 40
   rm -f "/tmp/$PROJECT-up.log"
-  die "${COMPOSE[*]} up -d --build failed"
+  die "${COMPOSE[*]} build / up -d failed"
 fi
 rm -f "/tmp/$PROJECT-up.log"
 
