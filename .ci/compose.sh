@@ -677,6 +677,10 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 code=$(docker inspect -f '{{.State.ExitCode}}' "$(dc ps -q "$slave")" 2>/dev/null)
 if [ "$code" = 0 ] && [ "$ms" -lt 15000 ]; then
   pass "$slave exited 0 on SIGTERM in $ms ms"
+  if [ "$ms" -gt 4000 ]; then
+    say "      (slow: the end of $slave's log)"
+    dc logs --no-color --tail 12 "$slave" 2>&1 | cut -c1-220 | sed 's/^/      /'
+  fi
 else
   fail "$slave on SIGTERM: exit code '${code:-?}' after $ms ms"
 fi
