@@ -128,7 +128,7 @@ finish() {
     fi
   fi
   if [ "${GITFLOCK_E2E_KEEP:-0}" = 1 ] && [ "$failed" = 0 ] && [ "$torn_down" = 0 ]; then
-    say "GITFLOCK_E2E_KEEP=1: leaving $PROJECT running (${COMPOSE[*]} -p $PROJECT down -v)"
+    say "GITFLOCK_E2E_KEEP=1: leaving $PROJECT running (remove it with: ${DC[*]} down -v)"
   else
     teardown
   fi
@@ -136,7 +136,7 @@ finish() {
     rm -f "$ENV_FILE"
   fi
   if [ "${GITFLOCK_E2E_KEEP:-0}" = 1 ] && [ "$torn_down" = 0 ]; then
-    say "the compose override stays in $OVERRIDE (dc -f docker-compose.yml -f $OVERRIDE ...)"
+    say "the compose override stays in $OVERRIDE (remove it after the down)"
   else
     rm -rf "$TMPD"
   fi
