@@ -32,29 +32,29 @@ impl MirrorService {
     async fn sync_urls(&self, urls: &[String]) -> Result<SyncMirrorsResponse, Status> {
         let mut out = SyncMirrorsResponse::default();
         let mut seen = std::collections::HashSet::new();
+        let mut asked: Vec<(String, &String)> = Vec::new();
         for u in urls {
-            let id = match MirrorUrl::parse(u, self.config.allow_file_urls) {
-                Ok(m) => m.task_id(),
-                Err(_) => {
-                    out.unknown
-                        .push(crate::redact::redact(task::shorten(u, 256)));
-                    continue;
+            match MirrorUrl::parse(u, self.config.allow_file_urls) {
+                Ok(m) => {
+                    let id = m.task_id();
+                    if seen.insert(id.clone()) {
+                        asked.push((id, u));
+                    }
                 }
-            };
-            if !seen.insert(id.clone()) {
-                continue;
-            }
-            match self
-                .store
-                .sync_now(&id)
-                .await
-                .map_err(store_status)?
-                .as_str()
-            {
-                "missing" => out
+                Err(_) => out
                     .unknown
                     .push(crate::redact::redact(task::shorten(u, 256))),
-                _ => out.synced.push(id),
+            }
+        }
+        let ids: Vec<String> = asked.iter().map(|(id, _)| id.clone()).collect();
+        // One script for the whole batch: a bulk sync starts every run at once.
+        let results = self.store.sync_now(&ids).await.map_err(store_status)?;
+        for ((id, u), r) in asked.into_iter().zip(results) {
+            if r == "missing" {
+                out.unknown
+                    .push(crate::redact::redact(task::shorten(u, 256)));
+            } else {
+                out.synced.push(id);
             }
         }
         Ok(out)

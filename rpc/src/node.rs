@@ -343,7 +343,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .add_service(ChainServer::with_interceptor(chain_service, auth.clone()))
             .add_service(MirrorsServer::with_interceptor(mirrors, auth))
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                // Replies of several segments must not wait on Nagle + delayed ACK.
+                tokio_stream::StreamExt::map(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    |sock| {
+                        sock.inspect(|s| {
+                            let _ = s.set_nodelay(true);
+                        })
+                    },
+                ),
                 async move { server_stop.cancelled().await },
             )
     });

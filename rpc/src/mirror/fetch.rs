@@ -97,6 +97,33 @@ fn claim_dir(dir: &Path, cancel: &CancellationToken) -> Result<BusyGuard, String
     }
 }
 
+/// The file in a mirror that holds the digest of the upstream's ref list as of the last
+/// successful run: when the upstream advertises the same list again, the run ends without
+/// reading a single local ref.
+const STATE_FILE: &str = "gitflock-upstream";
+
+/// Digest of an upstream ref list (names, ids, default branch).
+fn digest(upstream: &BTreeMap<String, git2::Oid>, default_branch: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(default_branch.unwrap_or("").as_bytes());
+    h.update(b"\n");
+    for (name, oid) in upstream {
+        h.update(name.as_bytes());
+        h.update(b" ");
+        h.update(oid.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
+fn head_from(upstream: &BTreeMap<String, git2::Oid>, default_branch: Option<&str>) -> String {
+    match default_branch.and_then(|b| upstream.get(b).map(|o| (b, o))) {
+        Some((b, oid)) => format!("{} {oid}", b.strip_prefix("refs/heads/").unwrap_or(b)),
+        None => String::new(),
+    }
+}
+
 /// Brings the bare mirror at `dir` up to date with `url`. Errors are one line, with any
 /// credentials masked.
 pub fn sync(dir: &Path, url: &str, cancel: &CancellationToken) -> Result<Report, String> {
@@ -104,7 +131,6 @@ pub fn sync(dir: &Path, url: &str, cancel: &CancellationToken) -> Result<Report,
     let _busy = claim_dir(dir, cancel)?;
     let clean = |e: git2::Error| crate::redact::redact(e.message());
     let (repo, cloned) = open_or_init(dir)?;
-    let before = local_refs(&repo).map_err(clean)?;
 
     let mut remote = repo.remote_anonymous(url).map_err(clean)?;
     let mut conn = remote
@@ -126,6 +152,20 @@ pub fn sync(dir: &Path, url: &str, cancel: &CancellationToken) -> Result<Report,
             upstream.insert(name.to_string(), h.oid());
         }
     }
+    let default_branch = default_branch.filter(|b| upstream.contains_key(b));
+    let state = digest(&upstream, default_branch.as_deref());
+    let state_file = dir.join(STATE_FILE);
+    if !cloned && std::fs::read_to_string(&state_file).is_ok_and(|s| s.trim() == state) {
+        drop(conn);
+        return Ok(Report {
+            refs: upstream.len() as u32,
+            head: head_from(&upstream, default_branch.as_deref()),
+            duration: started.elapsed(),
+            ..Report::default()
+        });
+    }
+
+    let before = local_refs(&repo).map_err(clean)?;
     let mut report = Report {
         cloned,
         ..Report::default()
@@ -163,9 +203,7 @@ pub fn sync(dir: &Path, url: &str, cancel: &CancellationToken) -> Result<Report,
     }
     drop(conn);
     // Follow the upstream's default branch.
-    if let Some(target) = &default_branch
-        && upstream.contains_key(target)
-    {
+    if let Some(target) = &default_branch {
         let current = repo
             .find_reference("HEAD")
             .ok()
@@ -174,17 +212,25 @@ pub fn sync(dir: &Path, url: &str, cancel: &CancellationToken) -> Result<Report,
             repo.set_head(target).map_err(clean)?;
         }
     }
-    let after = local_refs(&repo).map_err(clean)?;
-    if after != upstream {
-        return Err(format!(
-            "the mirror does not match the upstream after the fetch ({} refs here, {} upstream)",
-            after.len(),
-            upstream.len()
-        ));
+    if report.changed() {
+        // libgit2 writes every fetched ref as a loose file; reading thousands of them costs
+        // more than the network check. Fold them into packed-refs.
+        repo.refdb_compress().map_err(clean)?;
+        let after = local_refs(&repo).map_err(clean)?;
+        if after != upstream {
+            return Err(format!(
+                "the mirror does not match the upstream after the fetch ({} refs here, {} upstream)",
+                after.len(),
+                upstream.len()
+            ));
+        }
     }
-    report.refs = after.len() as u32;
-    report.head = head_of(&repo, &after);
+    report.refs = upstream.len() as u32;
+    report.head = head_from(&upstream, default_branch.as_deref());
     maybe_repack(dir, cancel)?;
+    // Only now that the mirror matches: the next unchanged run may skip reading refs.
+    std::fs::write(&state_file, format!("{state}\n"))
+        .map_err(|e| format!("cannot write {}: {e}", state_file.display()))?;
     report.duration = started.elapsed();
     Ok(report)
 }
@@ -218,24 +264,6 @@ fn local_refs(repo: &Repository) -> Result<BTreeMap<String, git2::Oid>, git2::Er
         }
     }
     Ok(out)
-}
-
-fn head_of(repo: &Repository, refs: &BTreeMap<String, git2::Oid>) -> String {
-    let Some(target) = repo
-        .find_reference("HEAD")
-        .ok()
-        .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string))
-    else {
-        return String::new();
-    };
-    match refs.get(&target) {
-        Some(oid) => format!(
-            "{} {}",
-            target.strip_prefix("refs/heads/").unwrap_or(&target),
-            oid
-        ),
-        None => String::new(),
-    }
 }
 
 fn callbacks<'a>(url: &'a str, cancel: &'a CancellationToken) -> RemoteCallbacks<'a> {

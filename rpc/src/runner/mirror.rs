@@ -109,9 +109,14 @@ impl Runner for Mirror {
                     if report.changed() {
                         fields.push(("last_change", now.to_string()));
                     }
+                    if report.changed() && !report.cloned {
+                        // What "recently active" means for polling: a first clone is not.
+                        fields.push(("moved", now.to_string()));
+                    }
                     match ctx.store.mirror_report(&id, true, &fields).await {
-                        Ok(Some((_, last_change))) => {
-                            let next = next_cycle(interval, true, 0, now - last_change);
+                        Ok(Some((_, moved))) => {
+                            let since = if moved > 0 { now - moved } else { -1 };
+                            let next = next_cycle(interval, true, 0, since);
                             (Ok(report.summary()), next)
                         }
                         Ok(None) => (Ok(report.summary()), None),
@@ -141,8 +146,9 @@ impl Runner for Mirror {
 }
 
 /// When a mirror's next cycle comes (None: its interval). Bounds:
-/// - a repository that changed within the last hour is checked 4× as often, but never more
-///   often than every 60 s (nor less often than its interval);
+/// - a repository whose upstream moved within the last hour (a first clone does not count;
+///   `since_change_ms` < 0: not since the clone) is checked 4× as often, but never more often
+///   than every 60 s (nor less often than its interval);
 /// - one unchanged for a week is checked half as often, at most daily (or its interval);
 /// - after failures the interval doubles per failed cycle (3 attempts), up to 6 h (or the
 ///   interval itself if longer), and comes back to normal with the first success.

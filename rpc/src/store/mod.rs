@@ -657,18 +657,21 @@ impl Store {
 
     // ---- mirrors ----
 
-    /// Asks a task to run now (see SYNC_NOW): 'queued', 'again', 'ended' or 'missing'.
-    pub async fn sync_now(&self, id: &str) -> Result<String> {
+    /// Asks tasks to run now (see SYNC_NOW): per id 'queued', 'again', 'ended' or 'missing'.
+    pub async fn sync_now(&self, ids: &[String]) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut c = self.conn.clone();
-        Ok(self
-            .invoke(&self.scripts.sync_now)
-            .arg(id)
-            .invoke_async(&mut c)
-            .await?)
+        let mut inv = self.invoke(&self.scripts.sync_now);
+        for id in ids {
+            inv.arg(id);
+        }
+        Ok(inv.invoke_async(&mut c).await?)
     }
 
-    /// Records a mirror run's findings; returns (consecutive failures, last change ms), or
-    /// None when the task is gone.
+    /// Records a mirror run's findings; returns (consecutive failures, when the upstream last
+    /// moved (ms, 0: never since the clone)), or None when the task is gone.
     pub async fn mirror_report(
         &self,
         id: &str,

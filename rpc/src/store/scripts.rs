@@ -503,41 +503,49 @@ redis.call('HSET', k('nodeinfo', ARGV[3]), 'dead', 0)
 return 1
 "#;
 
-/// SYNC_NOW (any node): asks a task to run as soon as possible (a webhook saw its upstream
-/// move). ARGV: 2 id
-/// WAITING → due now (the master is woken); INQUEUE → nothing to do; RUNNING → `again`, so
-/// FINISH makes it due at once; a task that ended (killed, failed) is left alone.
-/// Returns 'queued', 'again', 'ended' or 'missing'.
+/// SYNC_NOW (any node): asks tasks to run as soon as possible (a webhook saw their upstream
+/// move). ARGV: 2… ids
+/// WAITING → due now (the master is woken once); INQUEUE → nothing to do; RUNNING → `again`,
+/// so FINISH makes it due at once; a task that ended (killed, failed) is left alone.
+/// Returns per id 'queued', 'again', 'ended' or 'missing'.
 pub(super) const SYNC_NOW: &str = r#"
-local id = ARGV[2]
-local tk = k('task', id)
-local state = redis.call('HGET', tk, 'state')
-if not state then return 'missing' end
-if state == 'WAITING' then
-  local now = now_ms()
-  redis.call('HSET', tk, 'due', now)
-  redis.call('ZADD', k('due'), now, id)
-  wake_master('due')
-  return 'queued'
-elseif state == 'INQUEUE' then
-  return 'queued'
-elseif state == 'RUNNING' then
-  redis.call('HSET', tk, 'again', 1)
-  return 'again'
+local now = now_ms()
+local out, woken = {}, false
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local tk = k('task', id)
+  local state = redis.call('HGET', tk, 'state')
+  local r = 'ended'
+  if not state then
+    r = 'missing'
+  elseif state == 'WAITING' then
+    redis.call('HSET', tk, 'due', now)
+    redis.call('ZADD', k('due'), now, id)
+    woken = true
+    r = 'queued'
+  elseif state == 'INQUEUE' then
+    r = 'queued'
+  elseif state == 'RUNNING' then
+    redis.call('HSET', tk, 'again', 1)
+    r = 'again'
+  end
+  table.insert(out, r)
 end
-return 'ended'
+if woken then wake_master('due') end
+return out
 "#;
 
 /// MIRROR_REPORT (node): records what a mirror run found, if the task still exists (a run
 /// that outlives a delete must not leave a status behind).
 /// ARGV: 2 id, 3 ok (1|0), then field/value pairs to set. ok=1 resets `failures`, ok=0 adds one.
-/// Returns {1, failures, last_change (ms)} when recorded, {0} when the task is gone.
+/// Returns {1, failures, moved (ms: the last run that saw the upstream move, a first clone
+/// not counted)} when recorded, {0} when the task is gone.
 pub(super) const MIRROR_REPORT: &str = r#"
 local id = ARGV[2]
 if redis.call('EXISTS', k('task', id)) == 0 then return 0 end
 local mk = k('mirror', id)
 for i = 4, #ARGV, 2 do redis.call('HSET', mk, ARGV[i], ARGV[i + 1]) end
 if ARGV[3] == '1' then redis.call('HSET', mk, 'failures', 0) else redis.call('HINCRBY', mk, 'failures', 1) end
-local r = redis.call('HMGET', mk, 'failures', 'last_change')
+local r = redis.call('HMGET', mk, 'failures', 'moved')
 return {1, tonumber(r[1]) or 0, tonumber(r[2]) or 0}
 "#;
