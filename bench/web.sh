@@ -114,11 +114,27 @@ total=$(curl -fsS -H "$auth" "http://127.0.0.1:$web_port/api/v1/tasks?size=1" |
 [ "$total" -ge "$N" ] || { log "only $total tasks in the store"; exit 1; }
 log "$total tasks in the store"
 
+# CPU seconds: of the machine (busy, all cores) and of our processes (node, web, redis), so
+# that a run disturbed by other work on the machine shows it (other_cpu_s).
+hz=$(getconf CLK_TCK)
+machine_cpu() { awk -v hz="$hz" '$1 == "cpu" {print ($2 + $3 + $4 + $7 + $8) / hz}' /proc/stat; }
+our_cpu() {
+  local t=0 p
+  for p in "$node_pid" "$web_pid" "$redis_pid"; do
+    t=$(awk -v t="$t" -v hz="$hz" '{print t + ($14 + $15) / hz}' "/proc/$p/stat")
+  done
+  echo "$t"
+}
+
 # measure NAME PATH: rps and p99 of REQS GETs at concurrency C.
 measure() {
-  local url="http://127.0.0.1:$web_port$2" out rps p99
+  local url="http://127.0.0.1:$web_port$2" out rps p99 m0 o0 other
   ab -q -n 200 -c "$C" -H "$auth" "$url" >/dev/null
+  m0=$(machine_cpu)
+  o0=$(our_cpu)
   out=$(ab -q -n "$REQS" -c "$C" -H "$auth" "$url")
+  other=$(awk -v m0="$m0" -v o0="$o0" -v m1="$(machine_cpu)" -v o1="$(our_cpu)" \
+    'BEGIN {printf "%.1f", (m1 - m0) - (o1 - o0)}')
   if ! ab_ok "$out"; then
     log "$2: failed or non-2xx responses"
     echo "$out" >&2
@@ -126,8 +142,9 @@ measure() {
   fi
   rps=$(awk '/^Requests per second:/ {print $4}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  log "$2: $rps req/s, p99 $p99 ms"
+  log "$2: $rps req/s, p99 $p99 ms (other processes used ${other} s of CPU meanwhile)"
   echo "${1}_rps=$rps"
+  echo "${1}_other_cpu_s=$other"
   echo "${1}_p99_ms=$p99"
 }
 
