@@ -34,13 +34,6 @@ impl tonic::service::Interceptor for Auth {
 
 type Authed = InterceptedService<Channel, Auth>;
 
-/// HTTP/2 flow-control windows, small on purpose: the nodes' gRPC sockets do not set
-/// TCP_NODELAY, so a reply of a few segments stalls ~40 ms (Nagle on the node waiting for our
-/// delayed ACK). A small stream window makes us send WINDOW_UPDATEs while a reply arrives,
-/// which carry the ACK at once. Larger windows are fine once the nodes set TCP_NODELAY.
-const WINDOW: u32 = 8 * 1024;
-const CONN_WINDOW: u32 = 1024 * 1024;
-
 /// The four service clients of one node (cheap to clone: they share the channel).
 #[derive(Clone)]
 pub struct Clients {
@@ -100,9 +93,7 @@ impl Pool {
             let ep = Endpoint::from_shared(url.clone())
                 .map_err(|_| format!("{url:?} is not a gRPC endpoint URL"))?
                 .connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true)
-                .initial_stream_window_size(Some(WINDOW))
-                .initial_connection_window_size(Some(CONN_WINDOW));
+                .tcp_nodelay(true);
             let calls = ep.clone().timeout(Duration::from_secs(10)).connect_lazy();
             let watch = ep
                 .http2_keep_alive_interval(Duration::from_secs(2))
