@@ -60,6 +60,14 @@
     const up = document.createElement("td"); up.dataset.field = "updated"; up.appendChild(timeEl(t.updated_at)); tr.appendChild(up);
     return tr;
   }
+  // Any other row that shows a task (the mirrors table): its state badge follows too.
+  function onTaskRows(ev) {
+    if (!ev.task) return;
+    $$("tr[data-task-id]").filter(r => r.dataset.taskId === ev.task.id && !r.closest("#tasks-table")).forEach(r => {
+      if (ev.kind === "deleted") { r.remove(); return; }
+      setState($("[data-field=state]", r), ev.task.state);
+    });
+  }
   function onTaskList(ev) {
     const table = $("#tasks-table");
     if (!table || !ev.task) return;
@@ -137,6 +145,7 @@
       $$("[data-bar=\"" + s + "\"]").forEach(e => { e.style.flexGrow = String(n); });
     });
     $$("[data-total]").forEach(e => { e.textContent = String(total); });
+    $$("[data-type-count]").forEach(e => { e.textContent = String((c.type_counts && c.type_counts[e.dataset.typeCount]) || 0); });
     const nodes = c.nodes || [];
     $$("[data-alive]").forEach(e => { e.textContent = String(nodes.filter(n => n.state === "alive").length); });
     $$("[data-node-total]").forEach(e => { e.textContent = String(nodes.length); });
@@ -158,7 +167,7 @@
     const live = $("#live");
     const es = new EventSource("/events");
     es.addEventListener("hello", () => { if (live) { live.className = "live on"; live.textContent = "live"; } });
-    es.addEventListener("task", e => { const ev = JSON.parse(e.data); onTaskList(ev); onTaskDetail(ev); });
+    es.addEventListener("task", e => { const ev = JSON.parse(e.data); onTaskList(ev); onTaskRows(ev); onTaskDetail(ev); });
     es.addEventListener("cluster", e => onCluster(JSON.parse(e.data)));
     es.addEventListener("resync", () => {
       const d = $("#task-detail"); if (d) onTaskDetail({ kind: "changed", task: { id: d.dataset.taskId, results: [] } });
