@@ -26,6 +26,8 @@ pub struct ChainService {
     pub store: Store,
     pub node: String,
     pub remote: Option<String>,
+    /// Fires when the node stops: following ReadLogs streams end with UNAVAILABLE.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 fn invalid(msg: impl Into<String>) -> Status {
@@ -147,6 +149,7 @@ impl ChainRpc for ChainService {
         let limit = if r.limit == 0 { u64::MAX } else { r.limit };
         let chain = self.chain.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let closing = self.closing.clone();
         tokio::spawn(async move {
             let mut tip = chain.subscribe();
             let mut sent = 0u64;
@@ -177,6 +180,10 @@ impl ChainRpc for ChainService {
                 tokio::select! {
                     changed = tip.changed() => if changed.is_err() { return },
                     _ = tx.closed() => return,
+                    _ = closing.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("node shutting down"))).await;
+                        return;
+                    }
                 }
             }
         });

@@ -296,18 +296,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracker.close();
 
     let auth = Auth::new(&config.cluster.token);
+    let streams_closing = CancellationToken::new();
     let tasks = TaskService {
         store: store.clone(),
         registry,
         hub,
         default_max_attempts: config.node.max_attempts,
         default_timeout_secs: config.node.task_timeout.as_secs(),
+        closing: streams_closing.clone(),
     };
     let chain_service = ChainService {
         chain,
         store: store.clone(),
         node: name.clone(),
         remote: config.chain.remote.clone(),
+        closing: streams_closing.clone(),
     };
     let nodes = NodeService {
         store: store.clone(),
@@ -386,6 +389,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     health_reporter
         .set_not_serving::<TasksServer<TaskService>>()
         .await;
+    streams_closing.cancel();
     server_stop.cancel();
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server"),

@@ -102,6 +102,9 @@ pub struct TaskService {
     pub hub: Arc<ChangeHub>,
     pub default_max_attempts: u32,
     pub default_timeout_secs: u64,
+    /// Fires when the node stops: open WatchTasks streams end with UNAVAILABLE (clients move
+    /// to another node) instead of holding the server's graceful shutdown.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 impl TaskService {
@@ -329,9 +332,17 @@ impl Tasks for TaskService {
         let mut changes = self.hub.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let store = self.store.clone();
+        let closing = self.closing.clone();
         tokio::spawn(async move {
             loop {
-                let ch = match changes.recv().await {
+                let next = tokio::select! {
+                    n = changes.recv() => n,
+                    _ = closing.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("node shutting down"))).await;
+                        return;
+                    }
+                };
+                let ch = match next {
                     Ok(ch) => ch,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::debug!(skipped = n, "watcher fell behind");

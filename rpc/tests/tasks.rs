@@ -759,3 +759,60 @@ async fn metrics_show_live_values_that_move_while_tasks_run() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_ends_open_streams_so_the_node_stops_at_once() {
+    use gitflock_proto::v1::{ReadLogsRequest, WatchTasksRequest};
+    let mut cluster = Cluster::start(1).await;
+    let mut c = cluster.client().await;
+    let mut watch = c
+        .tasks
+        .watch_tasks(WatchTasksRequest { ids: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut follow = c
+        .chain
+        .read_logs(ReadLogsRequest {
+            since: 1,
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let t0 = std::time::Instant::now();
+    assert!(cluster.nodes[0].terminate(), "clean exit 0");
+    // The server's graceful stop no longer waits 5 s for streams whose clients stay.
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "stopping took {:?}",
+        t0.elapsed()
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match watch.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the watch stream ends");
+    match end {
+        Err(s) => assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}"),
+        Ok(None) => {}
+        Ok(Some(_)) => unreachable!(),
+    }
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match follow.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the follow stream ends");
+    assert!(!matches!(end, Ok(Some(_))));
+}
