@@ -318,6 +318,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             name,
             format!("http://{listen}"),
             format!("http://{metrics}/metrics"),
+            format!("git://{serve}/"),
         ));
     }
     let env_lines = format!(
@@ -329,7 +330,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     // Ready when every node answers an authenticated call, and a master is elected.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut master = String::new();
-    for (name, url, _) in &endpoints {
+    for (name, url, _, _) in &endpoints {
         loop {
             let ready = async {
                 let mut c = Client::connect(url, &token, Some(Duration::from_secs(2))).await?;
@@ -363,7 +364,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let web = if args.web == "off" {
         None
     } else {
-        let urls: Vec<String> = endpoints.iter().map(|(_, url, _)| url.clone()).collect();
+        let urls: Vec<String> = endpoints.iter().map(|(_, url, _, _)| url.clone()).collect();
         match start_web(&args, &data, &token, &urls, &mut procs).await {
             Ok(w) => Some(w),
             Err(e) => {
@@ -375,11 +376,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
 
     println!("gitflock dev cluster is up");
     println!("  redis:  {redis_url}");
-    for (name, url, metrics) in &endpoints {
+    for (name, url, metrics, mirrors) in &endpoints {
         let role = if *name == master { " (master)" } else { "" };
         println!("  {name}:  {url}{role}");
         println!(
-            "          metrics {metrics}   log {}",
+            "          metrics {metrics}   mirrors {mirrors}   log {}",
             data.join(format!("{name}.log")).display()
         );
     }
