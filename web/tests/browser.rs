@@ -290,14 +290,18 @@ async fn an_operator_drives_tasks_chain_and_mirrors_from_the_browser() {
     .await;
     let echo = shown_task_id(&b).await;
     mark(&b).await;
-    wait_text(
-        &b,
-        "the echo task to succeed",
-        "#task-state",
-        "SUCCEED",
-        Duration::from_secs(30),
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while text(&b, "#task-state").await.as_deref() != Some("SUCCEED") {
+        if Instant::now() > deadline {
+            panic!(
+                "the echo task's page shows {:?} after 30 s; the API says {:?}\n{}",
+                text(&b, "#task-state").await,
+                api.task_state(&echo).await,
+                c.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_text(
         &b,
         "its output",
