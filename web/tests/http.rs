@@ -577,3 +577,80 @@ async fn chain_and_mirrors_pages_show_real_data() {
         assert!(page.contains("Mirrors"));
     }
 }
+
+#[tokio::test]
+async fn a_hashed_password_from_hash_password_logs_in() {
+    use std::io::Write;
+    let mut p = std::process::Command::new(env!("CARGO_BIN_EXE_gitflock-web"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret passphrase\n")
+        .unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("s3cret"));
+
+    let dir = tempfile::tempdir().unwrap();
+    // No node needs to answer for a login.
+    let web = start_web(
+        dir.path(),
+        &[format!("http://127.0.0.1:{}", free_port())],
+        &[
+            ("GITFLOCK_WEB_PASSWORD", ""),
+            ("GITFLOCK_WEB_PASSWORD_HASH", hash.as_str()),
+        ],
+    );
+    let anon = Http::anonymous(&web);
+    let r = anon.post_form("/login", &[("password", PASSWORD)]).await;
+    assert_eq!(r.status(), 401);
+    let r = anon
+        .post_form("/login", &[("password", "s3cret passphrase")])
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(r.headers().get("set-cookie").is_some());
+    // While no node answers, pages say so (503), they do not fail or hang.
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut user = Http::anonymous(&web);
+    user.cookie = Some(cookie);
+    let (s, body) = user.get_text("/tasks").await;
+    assert_eq!(s, 503);
+    assert!(body.contains("no node answered"), "{body}");
+}
+
+#[tokio::test]
+async fn the_dashboard_tells_systemd_when_it_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let web = start_web(
+        dir.path(),
+        &[format!("http://127.0.0.1:{}", free_port())],
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !(got.iter().any(|m: &String| m == "READY=1") && got.iter().any(|m| m == "WATCHDOG=1")) {
+        let n = sock.recv(&mut buf).expect("a notification within 20 s");
+        got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    drop(web);
+}

@@ -213,7 +213,10 @@ impl Cluster {
                 .env("GITFLOCK_CLUSTER_TOKEN", TOKEN)
                 .env("GITFLOCK_CHAIN_BLOCK_INTERVAL_SECS", "0")
                 .env("GITFLOCK_MIRROR_ALLOW_FILE_URLS", "true")
-                .env("GITFLOCK_MIRROR_SERVE_LISTEN", format!("127.0.0.1:{}", free_port()));
+                .env(
+                    "GITFLOCK_MIRROR_SERVE_LISTEN",
+                    format!("127.0.0.1:{}", free_port()),
+                );
             if have_git {
                 cmd.env("GITFLOCK_CHAIN_REMOTE", &remote);
             }
