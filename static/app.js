@@ -169,8 +169,16 @@
     es.addEventListener("hello", () => { if (live) { live.className = "live on"; live.textContent = "live"; } });
     es.addEventListener("task", e => { const ev = JSON.parse(e.data); onTaskList(ev); onTaskRows(ev); onTaskDetail(ev); });
     es.addEventListener("cluster", e => onCluster(JSON.parse(e.data)));
+    // Changes may have been missed (the dashboard's own stream from the nodes reconnected, or
+    // this page fell behind): read the shown tasks again.
     es.addEventListener("resync", () => {
       const d = $("#task-detail"); if (d) onTaskDetail({ kind: "changed", task: { id: d.dataset.taskId, results: [] } });
+      if ($("#tasks-table")) {
+        fetch("/api/v1/tasks" + location.search, { credentials: "same-origin" })
+          .then(r => r.ok ? r.json() : null)
+          .then(v => { if (v) v.tasks.forEach(t => onTaskList({ kind: "changed", task: t })); })
+          .catch(() => {});
+      }
     });
     es.onerror = () => { if (live) { live.className = "live off"; live.textContent = "reconnecting…"; } };
     window.__gitflockEvents = es;

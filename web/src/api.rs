@@ -412,7 +412,7 @@ pub async fn mirrors(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse 
     }
     let res = st
         .pool
-        .call("ListMirrors", |mut c| {
+        .call("Mirrors.List", |mut c| {
             let r = ListMirrorsRequest {
                 text: text.clone(),
                 page_size,
@@ -451,7 +451,7 @@ pub async fn sync_mirrors(st: web::Data<AppState>, body: web::Json<Urls>) -> Htt
     }
     match st
         .pool
-        .call("SyncMirrors", |mut c| {
+        .call("Mirrors.Sync", |mut c| {
             let urls = urls.clone();
             async move { c.mirrors.sync_mirrors(SyncMirrorsRequest { urls }).await }
         })
@@ -736,7 +736,7 @@ pub async fn webhook(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes
     }
     let res = st
         .pool
-        .call("Webhook", |mut c| {
+        .call("Mirrors.Webhook", |mut c| {
             let r = WebhookRequest {
                 headers: headers.clone(),
                 body: body.to_vec(),

@@ -61,6 +61,7 @@ async fn follow_tasks(pool: Arc<Pool>, tx: broadcast::Sender<LiveEvent>, metrics
         {
             Ok(resp) => {
                 tracing::info!(node = %pool.url(i), "following task changes");
+                metrics.watch_up.set(1);
                 // Changes may have been missed while no stream was open.
                 publish(&tx, "resync", serde_json::json!({}));
                 let mut stream = resp.into_inner();
@@ -85,9 +86,14 @@ async fn follow_tasks(pool: Arc<Pool>, tx: broadcast::Sender<LiveEvent>, metrics
             }
             Err(e) => {
                 metrics.grpc_error("WatchTasks", e.code());
+                if e.code() == tonic::Code::Unimplemented {
+                    // Reached the node's start-up server (see `Pool::reconnect`).
+                    pool.reconnect(i);
+                }
                 tracing::warn!(node = %pool.url(i), code = ?e.code(), error = %e.message(), "cannot follow task changes");
             }
         }
+        metrics.watch_up.set(0);
         // Prefer the node the request path found alive; else the next one.
         let cur = pool.current();
         i = if cur != i { cur } else { (i + 1) % pool.len() };

@@ -22,6 +22,8 @@ pub struct Metrics {
     /// WatchTasks streams (re)opened: more than one means the stream moved.
     pub watch_restarts: IntCounter,
     pub sse_clients: IntGauge,
+    /// 1 while the WatchTasks stream that feeds live updates is open.
+    pub watch_up: IntGauge,
     pub login_failures: IntCounter,
     pub logins_throttled: IntCounter,
 }
@@ -77,6 +79,11 @@ impl Metrics {
             "browsers subscribed to /events now",
         )
         .expect("metric");
+        let watch_up = IntGauge::new(
+            "gitflock_web_watch_up",
+            "1 while the task change stream from a node is open",
+        )
+        .expect("metric");
         let login_failures = IntCounter::new(
             "gitflock_web_login_failures_total",
             "login attempts with a wrong password",
@@ -94,6 +101,7 @@ impl Metrics {
             Box::new(failovers.clone()),
             Box::new(watch_restarts.clone()),
             Box::new(sse_clients.clone()),
+            Box::new(watch_up.clone()),
             Box::new(login_failures.clone()),
             Box::new(logins_throttled.clone()),
         ] {
@@ -107,6 +115,7 @@ impl Metrics {
             failovers,
             watch_restarts,
             sse_clients,
+            watch_up,
             login_failures,
             logins_throttled,
         }

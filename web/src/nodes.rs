@@ -12,8 +12,8 @@ use gitflock_proto::v1::mirrors_client::MirrorsClient;
 use gitflock_proto::v1::nodes_client::NodesClient;
 use gitflock_proto::v1::tasks_client::TasksClient;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -56,11 +56,30 @@ impl Clients {
 
 struct Node {
     url: String,
+    calls_ep: Endpoint,
+    watch_ep: Endpoint,
+    auth: Auth,
     /// Request/response calls: a 10 s deadline each.
-    calls: Clients,
+    calls: RwLock<Clients>,
     /// The WatchTasks stream: no deadline (it lives as long as the node), HTTP/2 keep-alive
     /// so a frozen node is noticed.
-    watch: Clients,
+    watch: RwLock<Clients>,
+}
+
+impl Node {
+    /// New channels: the old connection may be held by a server that will never answer (a
+    /// node's start-up server serves health alone, and keeps its connections after it hands
+    /// the port over).
+    fn reconnect(&self) {
+        let calls = Clients::new(self.calls_ep.connect_lazy(), self.auth.clone());
+        let watch = Clients::new(self.watch_ep.connect_lazy(), self.auth.clone());
+        *self.calls.write().unwrap_or_else(|e| e.into_inner()) = calls;
+        *self.watch.write().unwrap_or_else(|e| e.into_inner()) = watch;
+    }
+
+    fn calls(&self) -> Clients {
+        self.calls.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 pub struct Pool {
@@ -94,16 +113,18 @@ impl Pool {
                 .map_err(|_| format!("{url:?} is not a gRPC endpoint URL"))?
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true);
-            let calls = ep.clone().timeout(Duration::from_secs(10)).connect_lazy();
-            let watch = ep
+            let calls_ep = ep.clone().timeout(Duration::from_secs(10));
+            let watch_ep = ep
                 .http2_keep_alive_interval(Duration::from_secs(2))
                 .keep_alive_timeout(Duration::from_secs(3))
-                .keep_alive_while_idle(true)
-                .connect_lazy();
+                .keep_alive_while_idle(true);
             nodes.push(Node {
                 url: url.clone(),
-                calls: Clients::new(calls, auth.clone()),
-                watch: Clients::new(watch, auth.clone()),
+                calls: RwLock::new(Clients::new(calls_ep.connect_lazy(), auth.clone())),
+                watch: RwLock::new(Clients::new(watch_ep.connect_lazy(), auth.clone())),
+                calls_ep,
+                watch_ep,
+                auth: auth.clone(),
             });
         }
         if nodes.is_empty() {
@@ -134,7 +155,16 @@ impl Pool {
 
     /// The streaming clients of node `i` (for the WatchTasks follower).
     pub fn watch_clients(&self, i: usize) -> Clients {
-        self.nodes[i % self.nodes.len()].watch.clone()
+        self.nodes[i % self.nodes.len()]
+            .watch
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Drops node `i`'s connections; the next call dials it again.
+    pub fn reconnect(&self, i: usize) {
+        self.nodes[i % self.nodes.len()].reconnect();
     }
 
     /// Makes one call, starting with the node that answered last and moving on while nodes
@@ -149,7 +179,18 @@ impl Pool {
         let mut last = None;
         for k in 0..n {
             let i = (start + k) % n;
-            match f(self.nodes[i].calls.clone()).await {
+            let mut res = f(self.nodes[i].calls()).await;
+            // Every serving node implements the Tasks, Nodes and Chain services: UNIMPLEMENTED
+            // there means our connection reached the node's start-up server. Dial again once.
+            if let Err(s) = &res
+                && s.code() == Code::Unimplemented
+                && !what.starts_with("Mirrors.")
+            {
+                tracing::info!(node = %self.nodes[i].url, call = what, "reconnecting: the node answered UNIMPLEMENTED");
+                self.nodes[i].reconnect();
+                res = f(self.nodes[i].calls()).await;
+            }
+            match res {
                 Ok(resp) => {
                     if i != start {
                         self.current.store(i, Ordering::Relaxed);
@@ -160,7 +201,9 @@ impl Pool {
                 }
                 Err(s) => {
                     self.metrics.grpc_error(what, s.code());
-                    if !is_unreachable(&s) {
+                    if !is_unreachable(&s) && s.code() != Code::Unimplemented
+                        || what.starts_with("Mirrors.") && s.code() == Code::Unimplemented
+                    {
                         return Err(s);
                     }
                     tracing::debug!(node = %self.nodes[i].url, call = what, code = ?s.code(), "node unreachable");

@@ -722,7 +722,7 @@ pub async fn mirrors(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse 
     };
     let res = st
         .pool
-        .call("ListMirrors", |mut c| {
+        .call("Mirrors.List", |mut c| {
             let (text, page_token) = (text.clone(), page_token.clone());
             async move {
                 c.mirrors
@@ -809,7 +809,7 @@ pub async fn sync_mirror(
     }
     let res = st
         .pool
-        .call("SyncMirrors", |mut c| {
+        .call("Mirrors.Sync", |mut c| {
             let urls = vec![url.clone()];
             async move { c.mirrors.sync_mirrors(SyncMirrorsRequest { urls }).await }
         })

@@ -93,6 +93,16 @@ async fn every_route_refuses_anonymous_and_wrong_bearer_requests() {
     assert_eq!(anon.get_text("/static/app.css").await.0, 200);
     // Nothing secret in the login page or anywhere a logged-in user looks.
     let user = Http::login(&c.web).await;
+    let r = user.req(Method::GET, "/tasks").send().await.unwrap();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     for page in ["/", "/tasks", "/nodes", "/chain", "/mirrors", "/tasks/new"] {
         let (s, body) = user.get_text(page).await;
         assert_eq!(s, 200, "{page}");
@@ -504,7 +514,8 @@ async fn events_stream_task_changes_and_cluster_snapshots() {
     {
         assert!(
             std::time::Instant::now() < deadline,
-            "events seen so far: {text}"
+            "events seen so far: {text}\n{}",
+            c.logs()
         );
         match tokio::time::timeout(Duration::from_secs(5), resp.chunk()).await {
             Ok(Ok(Some(b))) => text.push_str(&String::from_utf8_lossy(&b)),

@@ -256,7 +256,14 @@ impl Cluster {
                     .as_array()
                     .map(|a| a.iter().filter(|x| x["state"] == "alive").count())
                     .unwrap_or(0);
-                if v["master"].as_str().is_some_and(|m| !m.is_empty()) && alive == n {
+                // …and the dashboard follows task changes (live updates start from there).
+                let watching = http
+                    .get_text("/metrics")
+                    .await
+                    .1
+                    .lines()
+                    .any(|l| l == "gitflock_web_watch_up 1");
+                if v["master"].as_str().is_some_and(|m| !m.is_empty()) && alive == n && watching {
                     return;
                 }
                 last = v;
