@@ -262,6 +262,8 @@ pub struct MirrorView {
     pub path: String,
     pub clone_url: String,
     pub head: String,
+    /// `head` with the commit cut to 10 characters (the full one is the tooltip).
+    pub head_short: String,
     pub last_fetch: When,
     pub last_change: When,
     pub last_error: String,
@@ -280,6 +282,12 @@ pub fn mirror_view(m: &Mirror, now: i64) -> MirrorView {
         path: m.path.clone(),
         clone_url: gitflock::redact::redact(&m.clone_url),
         head: m.head.clone(),
+        head_short: match m.head.split_once(' ') {
+            Some((branch, commit)) if commit.len() > 10 => {
+                format!("{branch} {}", commit.chars().take(10).collect::<String>())
+            }
+            _ => m.head.clone(),
+        },
         last_fetch: when(m.last_fetch, now),
         last_change: when(m.last_change, now),
         last_error: gitflock::redact::redact(&m.last_error),
