@@ -20,7 +20,10 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The whole process group: a test that failed never closed its session, and Chromium
+        // would outlive its driver.
+        // SAFETY: kill(2) on the process group of a child we spawned as its leader.
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
@@ -31,8 +34,10 @@ fn chromedriver() -> Driver {
         .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
         .expect("chromedriver not found: install Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)");
     let port = free_port();
+    use std::os::unix::process::CommandExt;
     let child = Command::new(bin)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
