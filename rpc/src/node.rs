@@ -134,12 +134,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let incoming = futures_util::stream::unfold(&listener, |l| async move {
             Some((l.accept().await.map(|(sock, _)| sock), l))
         });
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
         let waiting = tonic::transport::Server::builder()
             .add_service(health_service.clone())
-            .serve_with_incoming(incoming);
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = ready_rx.await;
+            });
+        tokio::pin!(waiting);
         tokio::select! {
-            s = connect(&config, &stop) => s,
-            r = waiting => {
+            s = connect(&config, &stop) => {
+                // Connections this server accepted must not outlive it (they would answer
+                // UNIMPLEMENTED for everything but health): a graceful stop sends them
+                // GOAWAY, and their clients redial the full server.
+                let _ = ready_tx.send(());
+                let _ = tokio::time::timeout(Duration::from_secs(2), &mut waiting).await;
+                s
+            }
+            r = &mut waiting => {
                 r?;
                 None
             }

@@ -350,3 +350,71 @@ fn a_node_waiting_for_redis_stops_at_once_on_sigterm() {
     };
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_connected_during_start_up_is_served_once_redis_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis_port = free_port();
+    let grpc = free_port();
+    let mut node = Command::new(env!("CARGO_BIN_EXE_gitflock-node"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GITFLOCK_CLUSTER_TOKEN", TOKEN)
+        .env("GITFLOCK_NODE_NAME", "early")
+        .env("GITFLOCK_NODE_DATA_DIR", dir.path())
+        .env("GITFLOCK_NODE_GRPC_LISTEN", format!("127.0.0.1:{grpc}"))
+        .env("GITFLOCK_MIRROR_SERVE_LISTEN", "")
+        .env(
+            "GITFLOCK_REDIS_URL",
+            format!("redis://127.0.0.1:{redis_port}/0"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{grpc}");
+    // Connected while the node waits for Redis (its start-up server answers health only).
+    let client = wait_for("the start-up server", Duration::from_secs(20), || async {
+        gitflock::cli::Client::connect(&url, TOKEN, Some(Duration::from_secs(5)))
+            .await
+            .ok()
+    })
+    .await;
+    let early = client
+        .clone()
+        .nodes
+        .status(gitflock_proto::v1::Empty {})
+        .await
+        .unwrap_err();
+    assert_eq!(early.code(), tonic::Code::Unimplemented, "{early:?}");
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &redis_port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The same client is served by the full server once it is up.
+    let status = wait_for("the full server", Duration::from_secs(20), || {
+        let mut c = client.clone();
+        async move {
+            c.nodes
+                .status(gitflock_proto::v1::Empty {})
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        }
+    })
+    .await;
+    assert!(status.nodes.iter().any(|n| n.name == "early"), "{status:?}");
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(node.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = node.wait();
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
