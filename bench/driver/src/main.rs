@@ -686,11 +686,7 @@ async fn finish_load(what: &str, load: Load, clients: &[Client]) -> Result<(usiz
         retries,
         report.failed
     );
-    let mut c = Client {
-        tasks: clients[0].tasks.clone(),
-        nodes: clients[0].nodes.clone(),
-        chain: clients[0].chain.clone(),
-    };
+    let mut c = clients[0].clone();
     let left = not_succeeded(&mut c, &report.ids).await?;
     for (id, state) in left.iter().take(20) {
         eprintln!("{what}: task {id} is {state}");

@@ -234,8 +234,19 @@ pub fn dev_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("./data/dev"))
 }
 
+/// Puts `authorization: Bearer <token>` on every call.
 #[derive(Clone)]
 pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    /// Fails on a token that cannot be sent as a header value.
+    pub fn new(token: &str) -> Result<Bearer> {
+        format!("Bearer {token}")
+            .parse()
+            .map(Bearer)
+            .map_err(|_| CliError("the token holds characters that cannot be sent".into()))
+    }
+}
 
 impl tonic::service::Interceptor for Bearer {
     fn call(
@@ -260,9 +271,7 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(server: &str, token: &str, timeout: Option<Duration>) -> Result<Client> {
-        let bearer: MetadataValue<_> = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| CliError("the token holds characters that cannot be sent".into()))?;
+        let b = Bearer::new(token)?;
         let mut ep = Endpoint::from_shared(server.to_string())
             .map_err(|_| {
                 CliError(format!(
@@ -277,7 +286,6 @@ impl Client {
             .connect()
             .await
             .map_err(|e| CliError(format!("cannot reach {server}: {}", root_cause(&e))))?;
-        let b = Bearer(bearer);
         Ok(Client {
             tasks: TasksClient::with_interceptor(channel.clone(), b.clone()),
             nodes: NodesClient::with_interceptor(channel.clone(), b.clone()),
