@@ -61,13 +61,14 @@ pub fn validate(e: &LogEntry) -> Result<Entry, String> {
     })
 }
 
-fn stored(s: crate::chain::Stored) -> StoredEntry {
+fn stored(s: crate::chain::Stored, node: &str) -> StoredEntry {
     StoredEntry {
         height: s.height,
         commit: s.commit,
         create_at: entry::format_time(s.entry.create_at),
         level: s.entry.level,
         content: s.entry.content,
+        node: node.to_string(),
     }
 }
 
@@ -138,7 +139,9 @@ impl ChainRpc for ChainService {
         req: Request<ReadLogsRequest>,
     ) -> Result<Response<Self::ReadLogsStream>, Status> {
         let r = req.into_inner();
-        let mut from = if r.since > 0 {
+        let mut from = if r.tail > 0 {
+            self.chain.tip().height.saturating_sub(r.tail - 1).max(1)
+        } else if r.since > 0 {
             r.since
         } else if !r.since_time.is_empty() {
             let at = entry::parse_time(&r.since_time).map_err(invalid)?;
@@ -146,8 +149,13 @@ impl ChainRpc for ChainService {
         } else {
             1
         };
-        let limit = if r.limit == 0 { u64::MAX } else { r.limit };
+        let limit = match (r.limit, r.tail) {
+            (0, 0) => u64::MAX,
+            (0, t) => t,
+            (l, _) => l,
+        };
         let chain = self.chain.clone();
+        let node = self.node.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         let closing = self.closing.clone();
         tokio::spawn(async move {
@@ -164,7 +172,7 @@ impl ChainRpc for ChainService {
                 for s in batch {
                     from = s.height + 1;
                     sent += 1;
-                    if tx.send(Ok(stored(s))).await.is_err() {
+                    if tx.send(Ok(stored(s, &node))).await.is_err() {
                         return;
                     }
                     if sent >= limit {

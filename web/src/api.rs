@@ -474,6 +474,7 @@ async fn read_range(st: &AppState, since: u64, limit: u64) -> Result<Vec<StoredE
                     since_time: String::new(),
                     follow: false,
                     limit,
+                    tail: 0,
                 })
                 .await?;
             let (meta, mut stream, ext) = resp.into_parts();
@@ -486,54 +487,28 @@ async fn read_range(st: &AppState, since: u64, limit: u64) -> Result<Vec<StoredE
         .await
 }
 
-/// The chain's height, found with a few one-entry reads (ReadLogs has no "tail" request).
-async fn chain_height(st: &AppState) -> Result<u64, Status> {
-    let exists = |h: u64| async move {
-        match read_range(st, h, 1).await {
-            Ok(v) => Ok(!v.is_empty()),
-            Err(e)
-                if matches!(
-                    e.code(),
-                    Code::OutOfRange | Code::NotFound | Code::InvalidArgument
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
-    };
-    if !exists(1).await? {
-        return Ok(0);
-    }
-    let mut lo = 1u64; // exists
-    let mut hi = 2u64;
-    while exists(hi).await? {
-        lo = hi;
-        hi = hi.saturating_mul(2);
-        if hi > 1 << 40 {
-            break;
-        }
-    }
-    // lo exists, hi does not.
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if exists(mid).await? {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Ok(lo)
-}
-
-/// The newest `n` entries (oldest first) and the chain's height.
+/// The newest `n` entries (oldest first) and the chain's height, in one `tail` read.
 pub async fn recent_entries(st: &AppState, n: u64) -> Result<(u64, Vec<StoredEntry>), Status> {
-    let height = chain_height(st).await?;
-    if height == 0 {
-        return Ok((0, Vec::new()));
-    }
-    let since = height.saturating_sub(n - 1).max(1);
-    Ok((height, read_range(st, since, n).await?))
+    let entries = st
+        .pool
+        .call("ReadLogs", |mut c| async move {
+            let resp = c
+                .chain
+                .read_logs(ReadLogsRequest {
+                    tail: n.max(1),
+                    ..Default::default()
+                })
+                .await?;
+            let (meta, mut stream, ext) = resp.into_parts();
+            let mut out = Vec::new();
+            while let Some(e) = stream.message().await? {
+                out.push(e);
+            }
+            Ok(tonic::Response::from_parts(meta, out, ext))
+        })
+        .await?;
+    let height = entries.last().map_or(0, |e| e.height);
+    Ok((height, entries))
 }
 
 pub async fn read_logs(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {

@@ -837,6 +837,8 @@ struct ChainPage {
     l: Layout,
     entries: Vec<EntryView>,
     height: u64,
+    /// Whose chain the entries are (the node that answered).
+    chain_node: String,
     blocks: Vec<BlockView>,
     nodes: Vec<String>,
     levels: [&'static str; 6],
@@ -899,6 +901,7 @@ async fn chain_page(
             Vec::new()
         }
     };
+    let chain_node = entries.first().map(|e| e.node.clone()).unwrap_or_default();
     let ok_status = if form_error.is_empty() {
         StatusCode::OK
     } else {
@@ -921,6 +924,7 @@ async fn chain_page(
                 })
                 .collect(),
             height,
+            chain_node,
             blocks,
             nodes: status
                 .map(|s| s.nodes.iter().map(|n| n.name.clone()).collect())

@@ -718,6 +718,7 @@ async fn run_log(cmd: LogCommand, c: &mut Client, as_json: bool) -> Result<()> {
                     since_time: String::new(),
                     follow,
                     limit: 0,
+                    tail: 0,
                 })
                 .await?
                 .into_inner();
