@@ -47,6 +47,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("mirror", "serve_advertise", Kind::Str),
     ("mirror", "webhook_secret", Kind::Str),
     ("mirror", "settle_secs", Kind::Int),
+    ("mirror", "host_connections", Kind::Int),
     ("chain", "remote", Kind::Str),
     ("chain", "branch", Kind::Str),
     ("chain", "block_interval_secs", Kind::Int),
@@ -126,6 +127,9 @@ pub struct MirrorConfig {
     pub webhook_secret: String,
     /// A node back from the dead gets mirrors again only after this long up.
     pub settle: Duration,
+    /// Connections a node opens to one upstream host at once (the connect and ref listing;
+    /// fetches are not limited beyond the node's concurrency).
+    pub host_connections: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -482,6 +486,7 @@ impl Config {
             serve_advertise,
             webhook_secret: raw.str("mirror", "webhook_secret").unwrap_or_default(),
             settle: Duration::from_secs(raw.int("mirror", "settle_secs", 30, 0, 86400)? as u64),
+            host_connections: raw.int("mirror", "host_connections", 4, 1, 256)? as usize,
         };
 
         let extra = raw

@@ -124,15 +124,62 @@ fn head_from(upstream: &BTreeMap<String, git2::Oid>, default_branch: Option<&str
     }
 }
 
-/// Brings the bare mirror at `dir` up to date with `url`. Errors are one line, with any
+/// Connections being opened per upstream host in this process, and how many may be: an
+/// upstream is not stormed with connects (a `git daemon` listens with a backlog of 5; a burst
+/// beyond it costs each dropped connect a 1 s SYN retry, and forges rate-limit).
+static CONNECTING: LazyLock<(
+    Mutex<std::collections::HashMap<String, usize>>,
+    std::sync::Condvar,
+)> = LazyLock::new(Default::default);
+
+struct HostSlot(String);
+impl Drop for HostSlot {
+    fn drop(&mut self) {
+        let (lock, cv) = &*CONNECTING;
+        let mut m = lock.lock().unwrap();
+        if let Some(n) = m.get_mut(&self.0) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.0);
+            }
+        }
+        cv.notify_all();
+    }
+}
+
+fn host_slot(host: &str, limit: usize, cancel: &CancellationToken) -> Result<HostSlot, String> {
+    let (lock, cv) = &*CONNECTING;
+    let mut m = lock.lock().unwrap();
+    loop {
+        let n = m.entry(host.to_string()).or_insert(0);
+        if *n < limit.max(1) {
+            *n += 1;
+            return Ok(HostSlot(host.to_string()));
+        }
+        if cancel.is_cancelled() {
+            return Err("cancelled".into());
+        }
+        m = cv.wait_timeout(m, Duration::from_millis(50)).unwrap().0;
+    }
+}
+
+/// Brings the bare mirror at `dir` up to date with `url` (whose upstream is `host`; at most
+/// `host_connections` connects to one host at a time). Errors are one line, with any
 /// credentials masked.
-pub fn sync(dir: &Path, url: &str, cancel: &CancellationToken) -> Result<Report, String> {
+pub fn sync(
+    dir: &Path,
+    url: &str,
+    host: &str,
+    host_connections: usize,
+    cancel: &CancellationToken,
+) -> Result<Report, String> {
     let started = Instant::now();
     let _busy = claim_dir(dir, cancel)?;
     let clean = |e: git2::Error| crate::redact::redact(e.message());
     let (repo, cloned) = open_or_init(dir)?;
 
     let mut remote = repo.remote_anonymous(url).map_err(clean)?;
+    let slot = host_slot(host, host_connections, cancel)?;
     let mut conn = remote
         .connect_auth(Direction::Fetch, Some(callbacks(url, cancel)), None)
         .map_err(|e| {
@@ -152,6 +199,8 @@ pub fn sync(dir: &Path, url: &str, cancel: &CancellationToken) -> Result<Report,
             upstream.insert(name.to_string(), h.oid());
         }
     }
+    // The connect and the ref listing are done; a fetch (long, or nothing) holds no slot.
+    drop(slot);
     let default_branch = default_branch.filter(|b| upstream.contains_key(b));
     let state = digest(&upstream, default_branch.as_deref());
     let state_file = dir.join(STATE_FILE);

@@ -184,7 +184,10 @@ impl ListSync {
     pub async fn sync_once(&self, stop: &CancellationToken) -> Result<(), String> {
         let (dir, url, cancel) = (self.repo_dir.clone(), self.url.clone(), stop.child_token());
         let (commit, entries, skipped) = tokio::task::spawn_blocking(move || {
-            super::fetch::sync(&dir, &url, &cancel)?;
+            let host = MirrorUrl::parse(&url, true)
+                .map(|m| m.host)
+                .unwrap_or_default();
+            super::fetch::sync(&dir, &url, &host, 4, &cancel)?;
             read_entries(&dir)
         })
         .await

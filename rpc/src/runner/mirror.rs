@@ -64,10 +64,12 @@ impl Runner for Mirror {
             let rel = m.rel_path();
             let dir = mirrors_dir(&ctx.data_dir).join(&rel);
             let url = m.fetch_url.clone();
+            let host = m.host.clone();
+            let per_host = ctx.mirror.host_connections;
             let c = cancel.clone();
             let clock = std::time::Instant::now();
             let run = match tokio::task::spawn_blocking(move || {
-                crate::mirror::fetch::sync(&dir, &url, &c)
+                crate::mirror::fetch::sync(&dir, &url, &host, per_host, &c)
             })
             .await
             {

@@ -100,8 +100,9 @@ return {1, id}
 /// (inbox + in-flight) / concurrency, and never fills an inbox past 5 × concurrency + 32, so
 /// work stays movable. A pinned task goes only to its node; a task pinned `#<hash>` (a mirror)
 /// goes to the ring's owner of that hash (the first point at or after it, wrapping). While
-/// that node cannot take it, its due time moves 1 s on, so it never blocks the tasks behind
-/// it. Wakes each node it gave work to.
+/// that node is not live its due time moves 1 s on, and while its inbox is full the task
+/// steps 50 ms back in the due set, so it never blocks the tasks behind it. Wakes each node it
+/// gave work to.
 /// Returns {moved, due tasks left, next due time (ms) or -1, server time (ms)}.
 pub(super) const DISPATCH: &str = r#"
 if redis.call('GET', k('lease')) ~= ARGV[2] then return redis.error_reply('NOTMASTER lease lost') end
@@ -148,8 +149,14 @@ if #nodes > 0 then
       local n = owner and byname[owner]
       if n and n.load < n.cap then best = n end
       if best == nil and t[1] == 'WAITING' then
-        redis.call('ZADD', k('due'), now + 1000, id)
-        redis.call('HSET', k('task', id), 'due', now + 1000)
+        if n then
+          -- Its node is up but its inbox is full: step aside for 50 ms (a FINISH wakes the
+          -- master sooner), keeping the task's due time.
+          redis.call('ZADD', k('due'), now + 50, id)
+        else
+          redis.call('ZADD', k('due'), now + 1000, id)
+          redis.call('HSET', k('task', id), 'due', now + 1000)
+        end
       end
     else
       for _, n in ipairs(nodes) do
