@@ -102,26 +102,9 @@ fn claim_dir(dir: &Path, cancel: &CancellationToken) -> Result<BusyGuard, String
 /// reading a single local ref.
 const STATE_FILE: &str = "gitflock-upstream";
 
-/// Digest of an upstream ref list (names, ids, default branch).
-fn digest(upstream: &BTreeMap<String, git2::Oid>, default_branch: Option<&str>) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(default_branch.unwrap_or("").as_bytes());
-    h.update(b"\n");
-    for (name, oid) in upstream {
-        h.update(name.as_bytes());
-        h.update(b" ");
-        h.update(oid.as_bytes());
-        h.update(b"\n");
-    }
-    hex::encode(h.finalize())
-}
-
-fn head_from(upstream: &BTreeMap<String, git2::Oid>, default_branch: Option<&str>) -> String {
-    match default_branch.and_then(|b| upstream.get(b).map(|o| (b, o))) {
-        Some((b, oid)) => format!("{} {oid}", b.strip_prefix("refs/heads/").unwrap_or(b)),
-        None => String::new(),
-    }
+/// The refs a mirror keeps: every `refs/*` but peeled tags.
+fn is_mirrored(name: &str) -> bool {
+    name.starts_with("refs/") && !name.ends_with("^{}")
 }
 
 /// Connections being opened per upstream host in this process, and how many may be: an
@@ -189,30 +172,61 @@ pub fn sync(
                 clean(e)
             }
         })?;
-    let mut upstream: BTreeMap<String, git2::Oid> = BTreeMap::new();
+    // One pass over the advertisement without an allocation per ref: its digest (git sends
+    // refs sorted; another order only means one full comparison), the ref count and the
+    // default branch's commit. Only when the digest differs from the last run's are the refs
+    // collected and compared with the mirror's.
+    let heads = conn.list().map_err(clean)?;
     let mut default_branch: Option<String> = None;
-    for h in conn.list().map_err(clean)? {
+    let mut count = 0u32;
+    let mut hasher = {
+        use sha2::Digest;
+        sha2::Sha256::new()
+    };
+    for h in heads {
         let name = h.name();
         if name == "HEAD" {
             default_branch = h.symref_target().map(str::to_string);
-        } else if name.starts_with("refs/") && !name.ends_with("^{}") {
-            upstream.insert(name.to_string(), h.oid());
+        } else if is_mirrored(name) {
+            use sha2::Digest;
+            count += 1;
+            hasher.update(name.as_bytes());
+            hasher.update(b" ");
+            hasher.update(h.oid().as_bytes());
+            hasher.update(b"\n");
         }
     }
+    let head_oid = default_branch
+        .as_deref()
+        .and_then(|b| heads.iter().find(|h| h.name() == b).map(|h| h.oid()));
+    let default_branch = default_branch.filter(|_| head_oid.is_some());
+    let state = {
+        use sha2::Digest;
+        hasher.update(b"HEAD ");
+        hasher.update(default_branch.as_deref().unwrap_or("").as_bytes());
+        hex::encode(hasher.finalize())
+    };
+    let head = match (&default_branch, head_oid) {
+        (Some(b), Some(oid)) => format!("{} {oid}", b.strip_prefix("refs/heads/").unwrap_or(b)),
+        _ => String::new(),
+    };
     // The connect and the ref listing are done; a fetch (long, or nothing) holds no slot.
     drop(slot);
-    let default_branch = default_branch.filter(|b| upstream.contains_key(b));
-    let state = digest(&upstream, default_branch.as_deref());
     let state_file = dir.join(STATE_FILE);
     if !cloned && std::fs::read_to_string(&state_file).is_ok_and(|s| s.trim() == state) {
         drop(conn);
         return Ok(Report {
-            refs: upstream.len() as u32,
-            head: head_from(&upstream, default_branch.as_deref()),
+            refs: count,
+            head,
             duration: started.elapsed(),
             ..Report::default()
         });
     }
+    let upstream: BTreeMap<String, git2::Oid> = heads
+        .iter()
+        .filter(|h| is_mirrored(h.name()))
+        .map(|h| (h.name().to_string(), h.oid()))
+        .collect();
 
     let before = local_refs(&repo).map_err(clean)?;
     let mut report = Report {
@@ -275,7 +289,7 @@ pub fn sync(
         }
     }
     report.refs = upstream.len() as u32;
-    report.head = head_from(&upstream, default_branch.as_deref());
+    report.head = head;
     maybe_repack(dir, cancel)?;
     // Only now that the mirror matches: the next unchanged run may skip reading refs.
     std::fs::write(&state_file, format!("{state}\n"))
