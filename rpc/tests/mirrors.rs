@@ -793,3 +793,103 @@ async fn a_kill_stops_a_hung_fetch() {
     wait_state(&c, &id, TaskState::Killed, Duration::from_secs(5)).await;
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn the_unchanged_check_reads_git_urls_as_libgit2_does() {
+    use gitflock::mirror::{advert, fetch};
+    use tokio_util::sync::CancellationToken;
+    let up = Upstream::start();
+    let cancel = CancellationToken::new();
+    // Branches, annotated and lightweight tags, a nested branch name.
+    up.create("shapes");
+    up.commit("shapes", "dev", "on dev");
+    up.commit("shapes", "feature/x", "on x");
+    git(
+        &up.work("shapes"),
+        &["tag", "-a", "-m", "annotated", "v1.0"],
+    );
+    git(&up.work("shapes"), &["tag", "light"]);
+    up.push("shapes", &["--tags"]);
+    // An empty repository, and one whose HEAD names a branch it does not have.
+    git(
+        up.dir.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            up.bare("empty").to_str().unwrap(),
+        ],
+    );
+    up.create("headless");
+    up.commit("headless", "other", "on other");
+    git(
+        &up.bare("headless"),
+        &["update-ref", "-d", "refs/heads/main"],
+    );
+    let host = format!("127.0.0.1:{}", up.port);
+    let data = tempfile::tempdir().unwrap();
+    for name in ["shapes", "empty", "headless"] {
+        let url = up.url(name);
+        let ours = advert::read_git(&url, &cancel)
+            .expect("a git:// URL is read natively")
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let theirs = advert::read_libgit2(&url, &cancel).unwrap();
+        assert_eq!(ours, theirs, "{name}");
+        assert_eq!(ours.refs as usize, ls_remote(&url).len(), "{name}");
+        // What a full run leaves is what the next check compares with.
+        let dir = data.path().join(name);
+        let first = fetch::sync(&dir, &url, &host, 4, &cancel).unwrap();
+        assert!(first.cloned, "{name}: {first:?}");
+        let kept = std::fs::read_to_string(dir.join("gitflock-upstream")).unwrap();
+        assert_eq!(kept.trim(), ours.state, "{name}");
+        let again = fetch::sync(&dir, &url, &host, 4, &cancel).unwrap();
+        assert!(!again.changed(), "{name}: {again:?}");
+        assert_eq!(again.head, first.head, "{name}");
+    }
+    let shapes = advert::read_git(&up.url("shapes"), &cancel)
+        .unwrap()
+        .unwrap();
+    assert!(shapes.head.starts_with("main "), "{shapes:?}");
+    assert_eq!(shapes.refs, 5, "{shapes:?}");
+    let headless = advert::read_git(&up.url("headless"), &cancel)
+        .unwrap()
+        .unwrap();
+    assert_eq!(headless.head, "", "{headless:?}");
+
+    // A change is seen, and so is a change back.
+    let before = shapes.state.clone();
+    up.commit("shapes", "dev", "more");
+    let moved = advert::read_git(&up.url("shapes"), &cancel)
+        .unwrap()
+        .unwrap();
+    assert_ne!(moved.state, before);
+
+    // Only plain git:// URLs are read natively.
+    assert!(advert::read_git("https://example.org/a.git", &cancel).is_none());
+    assert!(advert::read_git("git://example.org/~user/a.git", &cancel).is_none());
+    assert!(advert::read_git("git://example.org/a%20b.git", &cancel).is_none());
+
+    // Errors: no such repository, nothing listening, a tarpit cancelled.
+    let missing = advert::read_git(&up.url("missing"), &cancel)
+        .unwrap()
+        .unwrap_err();
+    assert!(missing.starts_with("remote error: "), "{missing}");
+    let closed = format!("git://127.0.0.1:{}/a.git", free_port());
+    let refused = advert::read_git(&closed, &cancel).unwrap().unwrap_err();
+    assert!(refused.contains("failed to connect"), "{refused}");
+    let tarpit = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("git://{}/hung.git", tarpit.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        s.cancel();
+    });
+    let t0 = Instant::now();
+    let cancelled = advert::read_git(&url, &stop).unwrap().unwrap_err();
+    assert_eq!(cancelled, "cancelled");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    drop(tarpit);
+}

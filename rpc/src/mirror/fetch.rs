@@ -1,18 +1,23 @@
 //! Bringing one bare mirror up to date (blocking: run it with `spawn_blocking`).
 //!
-//! One connection per run: connect, list the upstream's refs and compare them with the
-//! mirror's; when nothing moved the run ends there (no negotiation, no pack). Otherwise the
-//! same connection fetches `+refs/*:refs/*`, refs the upstream no longer has are deleted, and
+//! A run first checks: the upstream's ref advertisement, boiled down to a digest
+//! ([`super::advert`]), against the one the mirror kept from its last run; when they match
+//! the run ends there, with nothing of the mirror opened (no negotiation, no pack). Otherwise
+//! one libgit2 connection lists the refs again, compares them with the mirror's and fetches
+//! `+refs/*:refs/*` over the same connection; refs the upstream no longer has are deleted, and
 //! HEAD follows the upstream's default branch. Cancellation (kill, timeout, shutdown) is
 //! checked in the transfer callbacks; connect and read timeouts are libgit2's process-wide
-//! ones, set at start by [`set_timeouts`]. Credentials callbacks try once each, never loop.
-//! When fetches have left more than [`REPACK_PACKS`] packs, `git repack -a -d` folds them.
+//! ones, set at start by [`set_timeouts`] (which also sets the native reader's). Credentials
+//! callbacks try once each, never loop. At most `host_connections` connects and listings run
+//! at once per upstream host. When fetches have left more than [`REPACK_PACKS`] packs,
+//! `git repack -a -d` folds them.
 
 use git2::{AutotagOption, Direction, FetchOptions, RemoteCallbacks, Repository};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +26,7 @@ pub const REPACK_PACKS: usize = 16;
 
 /// libgit2's process-wide network timeouts.
 pub fn set_timeouts(connect: Duration, io: Duration) {
+    super::advert::set_timeouts(connect, io);
     // SAFETY: called once at start, before any git network operation runs.
     unsafe {
         let _ = git2::opts::set_server_connect_timeout_in_milliseconds(
@@ -102,48 +108,64 @@ fn claim_dir(dir: &Path, cancel: &CancellationToken) -> Result<BusyGuard, String
 /// reading a single local ref.
 const STATE_FILE: &str = "gitflock-upstream";
 
-/// The refs a mirror keeps: every `refs/*` but peeled tags.
-fn is_mirrored(name: &str) -> bool {
-    name.starts_with("refs/") && !name.ends_with("^{}")
-}
+use super::advert::{Advert, Digest, is_mirrored};
 
 /// Connections being opened per upstream host in this process, and how many may be: an
 /// upstream is not stormed with connects (a `git daemon` listens with a backlog of 5; a burst
 /// beyond it costs each dropped connect a 1 s SYN retry, and forges rate-limit).
-static CONNECTING: LazyLock<(
-    Mutex<std::collections::HashMap<String, usize>>,
-    std::sync::Condvar,
-)> = LazyLock::new(Default::default);
+static CONNECTING: LazyLock<Mutex<HashMap<String, HostState>>> = LazyLock::new(Default::default);
+
+/// One host's connects: how many are open, how many runs wait for one, and their wake-up
+/// (each freed slot wakes one waiter of that host, not every waiting run).
+#[derive(Default)]
+struct HostState {
+    open: usize,
+    waiting: usize,
+    wake: Arc<Condvar>,
+}
 
 struct HostSlot(String);
 impl Drop for HostSlot {
     fn drop(&mut self) {
-        let (lock, cv) = &*CONNECTING;
-        let mut m = lock.lock().unwrap();
-        if let Some(n) = m.get_mut(&self.0) {
-            *n -= 1;
-            if *n == 0 {
+        let mut m = CONNECTING.lock().unwrap();
+        if let Some(h) = m.get_mut(&self.0) {
+            h.open -= 1;
+            if h.waiting > 0 {
+                h.wake.notify_one();
+            } else if h.open == 0 {
                 m.remove(&self.0);
             }
         }
-        cv.notify_all();
     }
 }
 
 fn host_slot(host: &str, limit: usize, cancel: &CancellationToken) -> Result<HostSlot, String> {
-    let (lock, cv) = &*CONNECTING;
-    let mut m = lock.lock().unwrap();
+    let mut m = CONNECTING.lock().unwrap();
     loop {
-        let n = m.entry(host.to_string()).or_insert(0);
-        if *n < limit.max(1) {
-            *n += 1;
+        let h = m.entry(host.to_string()).or_default();
+        if h.open < limit.max(1) {
+            h.open += 1;
             return Ok(HostSlot(host.to_string()));
         }
         if cancel.is_cancelled() {
+            if h.open == 0 && h.waiting == 0 {
+                m.remove(host);
+            }
             return Err("cancelled".into());
         }
-        m = cv.wait_timeout(m, Duration::from_millis(50)).unwrap().0;
+        h.waiting += 1;
+        let wake = h.wake.clone();
+        // A timeout, so a cancelled run notices.
+        m = wake.wait_timeout(m, Duration::from_millis(50)).unwrap().0;
+        if let Some(h) = m.get_mut(host) {
+            h.waiting -= 1;
+        }
     }
+}
+
+/// The upstream's advertisement: read by gitflock itself for `git://`, by libgit2 otherwise.
+pub fn check(url: &str, cancel: &CancellationToken) -> Result<Advert, String> {
+    super::advert::read_git(url, cancel).unwrap_or_else(|| super::advert::read_libgit2(url, cancel))
 }
 
 /// Brings the bare mirror at `dir` up to date with `url` (whose upstream is `host`; at most
@@ -158,6 +180,25 @@ pub fn sync(
 ) -> Result<Report, String> {
     let started = Instant::now();
     let _busy = claim_dir(dir, cancel)?;
+    let state_file = dir.join(STATE_FILE);
+    // The unchanged check: the upstream's advertisement against the digest the last run left,
+    // with nothing of the mirror opened or read.
+    if let Ok(last) = std::fs::read_to_string(&state_file)
+        && dir.join("HEAD").is_file()
+    {
+        let ad = {
+            let _slot = host_slot(host, host_connections, cancel)?;
+            check(url, cancel)?
+        };
+        if ad.state == last.trim() {
+            return Ok(Report {
+                refs: ad.refs,
+                head: ad.head,
+                duration: started.elapsed(),
+                ..Report::default()
+            });
+        }
+    }
     let clean = |e: git2::Error| crate::redact::redact(e.message());
     let (repo, cloned) = open_or_init(dir)?;
 
@@ -172,56 +213,19 @@ pub fn sync(
                 clean(e)
             }
         })?;
-    // One pass over the advertisement without an allocation per ref: its digest (git sends
-    // refs sorted; another order only means one full comparison), the ref count and the
-    // default branch's commit. Only when the digest differs from the last run's are the refs
-    // collected and compared with the mirror's.
     let heads = conn.list().map_err(clean)?;
-    let mut default_branch: Option<String> = None;
-    let mut count = 0u32;
-    let mut hasher = {
-        use sha2::Digest;
-        sha2::Sha256::new()
-    };
+    let default_branch = heads
+        .iter()
+        .find(|h| h.name() == "HEAD")
+        .and_then(|h| h.symref_target().map(str::to_string));
+    let mut digest = Digest::new(default_branch.clone());
     for h in heads {
-        let name = h.name();
-        if name == "HEAD" {
-            default_branch = h.symref_target().map(str::to_string);
-        } else if is_mirrored(name) {
-            use sha2::Digest;
-            count += 1;
-            hasher.update(name.as_bytes());
-            hasher.update(b" ");
-            hasher.update(h.oid().as_bytes());
-            hasher.update(b"\n");
-        }
+        digest.add(h.name(), h.oid().as_bytes());
     }
-    let head_oid = default_branch
-        .as_deref()
-        .and_then(|b| heads.iter().find(|h| h.name() == b).map(|h| h.oid()));
-    let default_branch = default_branch.filter(|_| head_oid.is_some());
-    let state = {
-        use sha2::Digest;
-        hasher.update(b"HEAD ");
-        hasher.update(default_branch.as_deref().unwrap_or("").as_bytes());
-        hex::encode(hasher.finalize())
-    };
-    let head = match (&default_branch, head_oid) {
-        (Some(b), Some(oid)) => format!("{} {oid}", b.strip_prefix("refs/heads/").unwrap_or(b)),
-        _ => String::new(),
-    };
+    let Advert { state, head, .. } = digest.finish();
+    let default_branch = default_branch.filter(|_| !head.is_empty());
     // The connect and the ref listing are done; a fetch (long, or nothing) holds no slot.
     drop(slot);
-    let state_file = dir.join(STATE_FILE);
-    if !cloned && std::fs::read_to_string(&state_file).is_ok_and(|s| s.trim() == state) {
-        drop(conn);
-        return Ok(Report {
-            refs: count,
-            head,
-            duration: started.elapsed(),
-            ..Report::default()
-        });
-    }
     let upstream: BTreeMap<String, git2::Oid> = heads
         .iter()
         .filter(|h| is_mirrored(h.name()))
@@ -329,7 +333,7 @@ fn local_refs(repo: &Repository) -> Result<BTreeMap<String, git2::Oid>, git2::Er
     Ok(out)
 }
 
-fn callbacks<'a>(url: &'a str, cancel: &'a CancellationToken) -> RemoteCallbacks<'a> {
+pub(super) fn callbacks<'a>(url: &'a str, cancel: &'a CancellationToken) -> RemoteCallbacks<'a> {
     let mut cb = RemoteCallbacks::new();
     let mut tried_plain = false;
     let mut tried_agent = false;

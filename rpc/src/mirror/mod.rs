@@ -12,6 +12,7 @@
 //!   over the mirrors; [`webhook`] reads forge push notifications; [`list`] reads the upstream
 //!   list repository.
 
+pub mod advert;
 pub mod fetch;
 pub mod list;
 pub mod ring;
