@@ -178,6 +178,10 @@ fn read_git_at(
     let mut line = Vec::with_capacity(512);
     let mut digest: Option<Digest> = None;
     loop {
+        // An upstream that never stops sending is stopped by a kill or the run's timeout.
+        if cancel.is_cancelled() {
+            return Err("cancelled".into());
+        }
         if !reader.pkt(&mut line)? {
             break; // flush: the end of the advertisement
         }

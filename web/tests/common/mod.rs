@@ -50,13 +50,45 @@ fn bin_dir() -> PathBuf {
     deps.parent().unwrap().to_path_buf()
 }
 
-/// The node binary, built first: `cargo nextest run -p gitflock-web` builds only this
-/// crate's binaries, and a stale node would test yesterday's cluster.
+/// The newest modification time of the files under `path`.
+fn newest(path: &std::path::Path) -> std::time::SystemTime {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return std::time::SystemTime::UNIX_EPOCH;
+    };
+    let own = meta.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    if !meta.is_dir() {
+        return own;
+    }
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| newest(&e.path()))
+        .fold(own, std::cmp::max)
+}
+
+/// The node binary, built first when it is older than its sources: `cargo nextest run -p
+/// gitflock-web` builds only this crate's binaries, and a stale node would test yesterday's
+/// cluster. A workspace run has just built it: building it again here would resolve other
+/// features (only gitflock-rpc's), rebuild a good part of the tree (~100 s on a fresh
+/// clone) and replace the binary under the rpc tests' feet.
 pub fn node_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let bin = bin_dir().join("gitflock-node");
+            let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let sources = ["rpc", "proto", "Cargo.lock", "Cargo.toml"]
+                .iter()
+                .map(|p| newest(&top.join(p)))
+                .max()
+                .unwrap();
+            if std::fs::metadata(&bin)
+                .and_then(|m| m.modified())
+                .is_ok_and(|built| built >= sources)
+            {
+                return bin;
+            }
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let release = bin_dir().ends_with("release");
             let mut cmd = Command::new(cargo);
