@@ -508,8 +508,13 @@ else
 fi
 COOKIE=""
 if [ -n "$WEB_PASSWORD" ]; then
-  # The password goes in on stdin (not in `ps`), without a newline.
+  # As a browser does: GET the form (its token, and the same in the gitflock_login cookie),
+  # then post it. The password goes in on stdin (not in `ps`), without a newline.
+  form=$(curl -sS --max-time 10 -D - "$NGINX/login" 2>&1 | tr -d '\r')
+  form_cookie=$(sed -n 's/^[Ss]et-[Cc]ookie: \(gitflock_login=[^;]*\).*/\1/p' <<<"$form" | head -n 1)
+  form_token=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' <<<"$form" | head -n 1)
   hdrs=$(printf '%s' "$WEB_PASSWORD" | curl -sS --max-time 10 -o /dev/null -D - \
+    -H "Cookie: $form_cookie" --data-urlencode "csrf=$form_token" \
     --data-urlencode "password@-" --data-urlencode "next=/" "$NGINX/login" 2>&1 | tr -d '\r')
   COOKIE=$(sed -n 's/^[Ss]et-[Cc]ookie: \(gitflock_session=[^;]*\).*/\1/p' <<<"$hdrs" | head -n 1)
   if [[ "$hdrs" == "HTTP/1.1 303"* ]] && [ -n "$COOKIE" ]; then

@@ -7,6 +7,10 @@
 //!   session table: restarts and several web processes behind one balancer just work.
 //! - The CSRF token of a session is HMAC(key, "csrf" | sid). A state-changing request from a
 //!   cookie session must carry it (form field `csrf` or header `X-CSRF-Token`).
+//! - The login form has its own token (there is no session yet): `l1.<expiry>.<nonce>.<mac>`,
+//!   signed like a session, sent both as the cookie `gitflock_login` (Path=/login, HttpOnly,
+//!   SameSite=Strict) and as the form field `csrf`. `POST /login` needs both, equal and valid,
+//!   so another site cannot log a browser into a session of its choosing (login CSRF).
 //! - API clients may send `Authorization: Bearer <cluster token>` instead of a cookie; a
 //!   Bearer request carries no ambient authority, so it needs no CSRF token.
 //! - Open routes: `/login`, `/healthz`, `/static/*`, and `POST /hooks/push` (the node checks
@@ -31,6 +35,16 @@ type HmacSha256 = Hmac<Sha256>;
 pub const COOKIE: &str = "gitflock_session";
 pub const CSRF_FIELD: &str = "csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
+pub const LOGIN_COOKIE: &str = "gitflock_login";
+
+/// How long a login form stays usable.
+const LOGIN_FORM_TTL: Duration = Duration::from_secs(3600);
+
+/// Signed values: (version prefix, MAC domain). Distinct domains keep a login form token from
+/// ever passing as a session.
+type Kind = (&'static str, &'static str);
+const SESSION: Kind = ("v1", "session");
+const LOGIN_FORM: Kind = ("l1", "login");
 
 /// Failed logins allowed per client address per window, before 429.
 const LOGIN_FAILURES: usize = 5;
@@ -98,26 +112,46 @@ impl Auth {
         self.ttl
     }
 
-    /// A new session cookie value.
-    pub fn new_session(&self) -> String {
-        let exp = (now_secs() + self.ttl.as_secs()).to_string();
-        let sid = uuid::Uuid::new_v4().simple().to_string();
-        let mac = self.mac(&["session", &exp, &sid]);
-        format!("v1.{exp}.{sid}.{mac}")
+    /// A signed value `<version>.<expiry>.<random id>.<mac>`.
+    fn sign(&self, (version, domain): Kind, ttl: Duration) -> String {
+        let exp = (now_secs() + ttl.as_secs()).to_string();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mac = self.mac(&[domain, &exp, &id]);
+        format!("{version}.{exp}.{id}.{mac}")
     }
 
-    /// The session id of a valid, unexpired cookie value.
-    pub fn check_session(&self, value: &str) -> Option<String> {
+    /// The random id of a valid, unexpired value made by [`Auth::sign`] with `version`.
+    fn verify(&self, (version, domain): Kind, value: &str) -> Option<String> {
         let mut it = value.split('.');
-        let (v, exp, sid, mac) = (it.next()?, it.next()?, it.next()?, it.next()?);
-        if v != "v1" || it.next().is_some() || sid.len() != 32 {
+        let (v, exp, id, mac) = (it.next()?, it.next()?, it.next()?, it.next()?);
+        if v != version || it.next().is_some() || id.len() != 32 {
             return None;
         }
         let exp_n: u64 = exp.parse().ok()?;
         if exp_n <= now_secs() {
             return None;
         }
-        same_secret(&self.mac(&["session", exp, sid]), mac).then(|| sid.to_string())
+        same_secret(&self.mac(&[domain, exp, id]), mac).then(|| id.to_string())
+    }
+
+    /// A new session cookie value.
+    pub fn new_session(&self) -> String {
+        self.sign(SESSION, self.ttl)
+    }
+
+    /// The session id of a valid, unexpired cookie value.
+    pub fn check_session(&self, value: &str) -> Option<String> {
+        self.verify(SESSION, value)
+    }
+
+    /// A new login form token (see the module doc).
+    pub fn new_login_token(&self) -> String {
+        self.sign(LOGIN_FORM, LOGIN_FORM_TTL)
+    }
+
+    /// True when the login form's token is valid and the browser's login cookie holds the same.
+    pub fn check_login_token(&self, cookie: Option<&str>, field: &str) -> bool {
+        cookie.is_some_and(|c| same_secret(c, field) && self.verify(LOGIN_FORM, c).is_some())
     }
 
     pub fn csrf_for(&self, sid: &str) -> String {
@@ -192,6 +226,15 @@ pub fn session_cookie(value: Option<&str>, ttl: Duration, secure: bool) -> Strin
         ),
         None => format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"),
     }
+}
+
+/// The `Set-Cookie` value carrying a login form's token.
+pub fn login_cookie(token: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{LOGIN_COOKIE}={token}; Path=/login; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+        LOGIN_FORM_TTL.as_secs()
+    )
 }
 
 pub fn cookie_value<'a>(req: &'a actix_web::HttpRequest, name: &str) -> Option<&'a str> {
@@ -351,6 +394,32 @@ mod tests {
         let exp = (now_secs() - 1).to_string();
         let v = format!("v1.{exp}.{sid}.{}", a.mac(&["session", &exp, &sid]));
         assert!(a.check_session(&v).is_none());
+    }
+
+    #[test]
+    fn login_form_tokens_need_their_cookie_and_are_no_sessions() {
+        let a = auth();
+        let t = a.new_login_token();
+        assert!(t.starts_with("l1."));
+        assert!(a.check_login_token(Some(&t), &t));
+        assert!(!a.check_login_token(None, &t), "no cookie");
+        assert!(
+            !a.check_login_token(Some(&a.new_login_token()), &t),
+            "another form's"
+        );
+        assert!(!a.check_login_token(Some(""), ""));
+        assert!(a.check_session(&t).is_none());
+        let s = a.new_session();
+        assert!(
+            !a.check_login_token(Some(&s), &s),
+            "a session is no login token"
+        );
+        let swapped = format!("l1.{}", s.split_once('.').unwrap().1);
+        assert!(!a.check_login_token(Some(&swapped), &swapped));
+        let exp = (now_secs() - 1).to_string();
+        let id = "0".repeat(32);
+        let old = format!("l1.{exp}.{id}.{}", a.mac(&["login", &exp, &id]));
+        assert!(!a.check_login_token(Some(&old), &old), "expired");
     }
 
     #[test]

@@ -113,6 +113,8 @@ struct LoginPage {
     l: Layout,
     error: String,
     next: String,
+    /// The form's token (also in the `gitflock_login` cookie; see [`crate::auth`]).
+    token: String,
 }
 
 /// Only local paths: a `next` pointing elsewhere would make the login an open redirect.
@@ -123,16 +125,38 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-pub async fn login_form(req: HttpRequest) -> HttpResponse {
-    let q = query_pairs(&req);
-    html(
-        StatusCode::OK,
+/// The login page with a form token: the browser's own while it is valid, else a new one.
+fn login_page(
+    req: &HttpRequest,
+    st: &AppState,
+    status: StatusCode,
+    error: &str,
+    next: String,
+) -> HttpResponse {
+    let token = auth::cookie_value(req, auth::LOGIN_COOKIE)
+        .filter(|c| st.auth.check_login_token(Some(c), c))
+        .map(str::to_string)
+        .unwrap_or_else(|| st.auth.new_login_token());
+    let secure = req.connection_info().scheme() == "https";
+    let mut resp = html(
+        status,
         &LoginPage {
-            l: layout(&req, "Log in", "login"),
-            error: String::new(),
-            next: safe_next(get(&q, "next")),
+            l: layout(req, "Log in", "login"),
+            error: error.into(),
+            next,
+            token: token.clone(),
         },
-    )
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&auth::login_cookie(&token, secure)) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+pub async fn login_form(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    let q = query_pairs(&req);
+    let next = safe_next(get(&q, "next"));
+    login_page(&req, &st, StatusCode::OK, "", next)
 }
 
 #[derive(serde::Deserialize)]
@@ -141,6 +165,8 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     next: String,
+    #[serde(default)]
+    csrf: String,
 }
 
 pub async fn login(
@@ -150,34 +176,38 @@ pub async fn login(
 ) -> HttpResponse {
     let ip = peer_ip(&req);
     let next = safe_next(Some(&form.next));
-    let page = |status, error: &str| {
-        html(
-            status,
-            &LoginPage {
-                l: layout(&req, "Log in", "login"),
-                error: error.into(),
-                next: next.clone(),
-            },
-        )
-    };
     if !st.auth.login_allowed(ip) {
         st.metrics.logins_throttled.inc();
-        return page(
+        return login_page(
+            &req,
+            &st,
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed attempts from your address: wait a minute and try again.",
+            next,
+        );
+    }
+    // Before the password: a post from another site (or a stale form) is no failed guess.
+    let cookie = auth::cookie_value(&req, auth::LOGIN_COOKIE);
+    if !st.auth.check_login_token(cookie, &form.csrf) {
+        return login_page(
+            &req,
+            &st,
+            StatusCode::FORBIDDEN,
+            "This login form has expired or was not sent by this dashboard: try again.",
+            next,
         );
     }
     if form.password.is_empty() || !st.auth.check_password(form.password.clone()).await {
         st.auth.login_failed(ip);
         st.metrics.login_failures.inc();
         tracing::warn!(%ip, "failed login");
-        return page(StatusCode::UNAUTHORIZED, "Wrong password.");
+        return login_page(&req, &st, StatusCode::UNAUTHORIZED, "Wrong password.", next);
     }
     let secure = req.connection_info().scheme() == "https";
     let cookie = auth::session_cookie(Some(&st.auth.new_session()), st.auth.session_ttl(), secure);
     HttpResponse::SeeOther()
         .insert_header((header::SET_COOKIE, cookie))
-        .insert_header((header::LOCATION, next.clone()))
+        .insert_header((header::LOCATION, next))
         .finish()
 }
 

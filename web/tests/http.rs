@@ -161,6 +161,82 @@ async fn state_changing_posts_need_the_csrf_token_of_the_session() {
 }
 
 #[tokio::test]
+async fn the_login_form_needs_its_own_token_and_cookie() {
+    let c = Cluster::start(1).await;
+    let anon = Http::anonymous(&c.web);
+    let (cookie_a, token_a) = anon.login_form().await;
+    let (cookie_b, token_b) = anon.login_form().await;
+    assert_ne!(token_a, token_b, "every new form has its own token");
+    let post = |cookie: Option<String>, token: Option<String>| {
+        let anon = anon.clone();
+        async move {
+            let mut f = vec![("password", PASSWORD.to_string()), ("next", "/".into())];
+            if let Some(t) = token {
+                f.push(("csrf", t));
+            }
+            let mut r = anon.client.post(anon.url("/login")).form(&f);
+            if let Some(c) = cookie {
+                r = r.header("cookie", c);
+            }
+            r.send().await.unwrap()
+        }
+    };
+    // The right password, but not from our form: a cross-site post, a stale or mixed form.
+    // Six refusals: more than the failed-login allowance, which they do not use up.
+    for (what, cookie, token) in [
+        ("neither cookie nor token", None, None),
+        ("a token without its cookie", None, Some(token_a.clone())),
+        ("a cookie without its token", Some(cookie_a.clone()), None),
+        (
+            "another form's token",
+            Some(cookie_a.clone()),
+            Some(token_b.clone()),
+        ),
+        (
+            "a forged token",
+            Some(format!("gitflock_login={token_a}x")),
+            Some(format!("{token_a}x")),
+        ),
+        (
+            "an empty token",
+            Some("gitflock_login=".into()),
+            Some(String::new()),
+        ),
+    ] {
+        let r = post(cookie, token).await;
+        assert_eq!(r.status(), 403, "{what}");
+        let sets: Vec<String> = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        assert!(
+            sets.iter().all(|v| !v.starts_with("gitflock_session=")),
+            "{what}: {sets:?}"
+        );
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("expired or was not sent by this dashboard"),
+            "{what}"
+        );
+        assert!(
+            page.contains("name=\"csrf\" value=\"l1."),
+            "{what}: a new form to retry"
+        );
+    }
+    // The form's own cookie and token: logged in.
+    let r = post(Some(cookie_b), Some(token_b)).await;
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().starts_with("gitflock_session=v1."))
+    );
+}
+
+#[tokio::test]
 async fn a_script_task_name_is_rendered_escaped() {
     let c = Cluster::start(1).await;
     let api = Http::bearer(&c.web);
@@ -439,11 +515,11 @@ async fn logins_are_rate_limited() {
     let c = Cluster::start(1).await;
     let anon = Http::anonymous(&c.web);
     for i in 0..5 {
-        let r = anon.post_form("/login", &[("password", "guess")]).await;
+        let r = anon.post_login("guess").await;
         assert_eq!(r.status(), 401, "attempt {i}");
         assert!(r.text().await.unwrap().contains("Wrong password"));
     }
-    let r = anon.post_form("/login", &[("password", PASSWORD)]).await;
+    let r = anon.post_login(PASSWORD).await;
     assert_eq!(
         r.status(),
         429,
@@ -620,11 +696,9 @@ async fn a_hashed_password_from_hash_password_logs_in() {
         ],
     );
     let anon = Http::anonymous(&web);
-    let r = anon.post_form("/login", &[("password", PASSWORD)]).await;
+    let r = anon.post_login(PASSWORD).await;
     assert_eq!(r.status(), 401);
-    let r = anon
-        .post_form("/login", &[("password", "s3cret passphrase")])
-        .await;
+    let r = anon.post_login("s3cret passphrase").await;
     assert_eq!(r.status(), 303);
     assert!(r.headers().get("set-cookie").is_some());
     // While no node answers, pages say so (503), they do not fail or hang.

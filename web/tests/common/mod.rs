@@ -386,16 +386,48 @@ impl Http {
         }
     }
 
+    /// GETs the login form: the `gitflock_login` cookie pair and the form's token.
+    pub async fn login_form(&self) -> (String, String) {
+        let resp = self.client.get(self.url("/login")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "the login form");
+        let cookie = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("gitflock_login="))
+            .expect("a login form cookie")
+            .to_string();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let page = resp.text().await.unwrap();
+        let token = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("a token in the login form")
+            .to_string();
+        (cookie.split(';').next().unwrap().to_string(), token)
+    }
+
+    /// Posts the login form as a browser would: first GET it, then post with its token.
+    pub async fn post_login(&self, password: &str) -> reqwest::Response {
+        let (cookie, token) = self.login_form().await;
+        self.client
+            .post(self.url("/login"))
+            .header("cookie", cookie)
+            .form(&[("password", password), ("next", "/"), ("csrf", &token)])
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Logs in with the password; keeps the cookie and the page's CSRF token.
     pub async fn login(web: &Web) -> Http {
         let mut h = Self::anonymous(web);
-        let resp = h
-            .client
-            .post(h.url("/login"))
-            .form(&[("password", PASSWORD), ("next", "/")])
-            .send()
-            .await
-            .unwrap();
+        let resp = h.post_login(PASSWORD).await;
         assert_eq!(resp.status(), 303, "login");
         let set = resp
             .headers()
