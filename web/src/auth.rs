@@ -149,9 +149,14 @@ impl Auth {
         self.sign(LOGIN_FORM, LOGIN_FORM_TTL)
     }
 
+    /// True when `token` is a valid, unexpired login form token.
+    pub fn valid_login_token(&self, token: &str) -> bool {
+        self.verify(LOGIN_FORM, token).is_some()
+    }
+
     /// True when the login form's token is valid and the browser's login cookie holds the same.
     pub fn check_login_token(&self, cookie: Option<&str>, field: &str) -> bool {
-        cookie.is_some_and(|c| same_secret(c, field) && self.verify(LOGIN_FORM, c).is_some())
+        cookie.is_some_and(|c| same_secret(c, field) && self.valid_login_token(c))
     }
 
     pub fn csrf_for(&self, sid: &str) -> String {

@@ -134,7 +134,7 @@ fn login_page(
     next: String,
 ) -> HttpResponse {
     let token = auth::cookie_value(req, auth::LOGIN_COOKIE)
-        .filter(|c| st.auth.check_login_token(Some(c), c))
+        .filter(|c| st.auth.valid_login_token(c))
         .map(str::to_string)
         .unwrap_or_else(|| st.auth.new_login_token());
     let secure = req.connection_info().scheme() == "https";

@@ -355,6 +355,32 @@ pub fn start_web(dir: &Path, endpoints: &[String], env: &[(&str, &str)]) -> Web 
     Web { port, log, child }
 }
 
+/// The `name=value` pair of the response's cookie `name`, which must be HttpOnly and
+/// SameSite=Strict.
+fn strict_cookie(resp: &reqwest::Response, name: &str) -> String {
+    let set = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("a {name} cookie"));
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    set.split(';').next().unwrap().to_string()
+}
+
+/// The quoted value that follows `marker` in a page (an attribute: the marker ends in `"`).
+fn quoted_after(page: &str, marker: &str) -> String {
+    page.split(marker)
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("{marker} in the page"))
+        .to_string()
+}
+
 /// A small HTTP client: anonymous, Bearer, or a logged-in browser-like session.
 #[derive(Clone)]
 pub struct Http {
@@ -390,26 +416,9 @@ impl Http {
     pub async fn login_form(&self) -> (String, String) {
         let resp = self.client.get(self.url("/login")).send().await.unwrap();
         assert_eq!(resp.status(), 200, "the login form");
-        let cookie = resp
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("gitflock_login="))
-            .expect("a login form cookie")
-            .to_string();
-        assert!(
-            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-            "{cookie}"
-        );
+        let cookie = strict_cookie(&resp, "gitflock_login");
         let page = resp.text().await.unwrap();
-        let token = page
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .expect("a token in the login form")
-            .to_string();
-        (cookie.split(';').next().unwrap().to_string(), token)
+        (cookie, quoted_after(&page, "name=\"csrf\" value=\""))
     }
 
     /// Posts the login form as a browser would: first GET it, then post with its token.
@@ -429,26 +438,9 @@ impl Http {
         let mut h = Self::anonymous(web);
         let resp = h.post_login(PASSWORD).await;
         assert_eq!(resp.status(), 303, "login");
-        let set = resp
-            .headers()
-            .get("set-cookie")
-            .expect("a session cookie")
-            .to_str()
-            .unwrap()
-            .to_string();
-        assert!(
-            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
-            "{set}"
-        );
-        h.cookie = Some(set.split(';').next().unwrap().to_string());
+        h.cookie = Some(strict_cookie(&resp, "gitflock_session"));
         let page = h.get_text("/tasks/new").await.1;
-        let csrf = page
-            .split("name=\"csrf-token\" content=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .expect("a CSRF token in the page")
-            .to_string();
-        h.csrf = Some(csrf);
+        h.csrf = Some(quoted_after(&page, "name=\"csrf-token\" content=\""));
         h
     }
 
