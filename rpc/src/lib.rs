@@ -1,35 +1,26 @@
-//! gitflock: a master/slave task cluster coordinated through Redis.
+//! The gitflock node (`gitflock-node`): a master/slave task cluster coordinated through Redis.
 //!
-//! The data flow, one module per arrow:
-//! gRPC request ([`service`]) → [`store`] (Redis, the only module that talks to it) →
-//! [`dispatch`] (the master, under the [`lease`]) → node inbox → [`worker`] → [`runner`]
-//! (echo, sleep, …) → result → [`store`] → watchers ([`changes`]).
+//! The data flow, one folder per stage:
+//! gRPC request ([`api`]) → [`store`] (Redis; the only module that talks to it) →
+//! [`engine::dispatch`] (the master, under the [`cluster::lease`]) → node inbox →
+//! [`engine::worker`] → [`runner`] (echo, sleep, block, mirror) → result → [`store`] →
+//! watchers ([`engine::changes`]).
 //!
-//! - [`config`]: the TOML file and `GITFLOCK_<SECTION>_<KEY>` overrides.
-//! - [`task`]: states, limits, validation, the JSON form.
-//! - [`membership`]: presence, signed heartbeats, probes, verdicts and failover of work;
-//!   [`public`]: the signed Public channel protocol; [`listener`]: pub/sub wake-ups.
-//! - [`node`]: the daemon's wiring and ordered shutdown; [`systemd`]: readiness and watchdog; [`cli`]: the `gitflock` commands,
-//!   with [`cli::dev`], a whole local cluster in one command.
+//! - [`cluster`]: the lease, the signed Public channel, presence and membership.
+//! - [`runner`]: one file per task type behind one trait; [`mirror`] and [`chain`] hold the git
+//!   work they call (blocking, off the async workers).
+//! - [`daemon`]: start-up, the wake-up listener and ordered shutdown, as one type.
+//! - [`metrics`]: Prometheus `gitflock_*` and the `/metrics` endpoint.
+//!
+//! What the CLI and the dashboard share with the node (config, task model, log-entry rules,
+//! mirror URLs) is in `gitflock-core`; the gRPC client is `gitflock-client`.
 
+pub mod api;
 pub mod chain;
-pub mod chain_service;
-pub mod changes;
-pub mod cli;
-pub mod config;
-pub mod dispatch;
-pub mod lease;
-pub mod listener;
-pub mod membership;
+pub mod cluster;
+pub mod daemon;
+pub mod engine;
 pub mod metrics;
 pub mod mirror;
-pub mod mirror_service;
-pub mod node;
-pub mod public;
-pub mod redact;
 pub mod runner;
-pub mod service;
 pub mod store;
-pub mod systemd;
-pub mod task;
-pub mod worker;

@@ -50,7 +50,7 @@ fn entry(content: &str) -> LogEntry {
     }
 }
 
-async fn read_all(c: &mut gitflock::cli::Client) -> Vec<gitflock_proto::v1::StoredEntry> {
+async fn read_all(c: &mut gitflock_client::Client) -> Vec<gitflock_proto::v1::StoredEntry> {
     let mut s = c
         .chain
         .read_logs(ReadLogsRequest {
@@ -67,7 +67,7 @@ async fn read_all(c: &mut gitflock::cli::Client) -> Vec<gitflock_proto::v1::Stor
     out
 }
 
-async fn verify(c: &mut gitflock::cli::Client) -> gitflock_proto::v1::VerifyResponse {
+async fn verify(c: &mut gitflock_client::Client) -> gitflock_proto::v1::VerifyResponse {
     c.chain
         .verify_chain(VerifyRequest {})
         .await
@@ -93,7 +93,7 @@ async fn make_block(cluster: &Cluster, node: &str) -> gitflock_proto::v1::Task {
                 .await
                 .ok()?
                 .into_inner();
-            gitflock::task::is_final(t.state()).then_some(t)
+            gitflock_core::task::is_final(t.state()).then_some(t)
         }
     })
     .await
@@ -190,7 +190,7 @@ async fn kill_9_during_a_heavy_write_keeps_every_acknowledged_entry() {
         handles.push(tokio::spawn(async move {
             let mut acked: Vec<String> = Vec::new();
             let Ok(mut c) =
-                gitflock::cli::Client::connect(&url, TOKEN, Some(Duration::from_secs(10))).await
+                gitflock_client::Client::connect(&url, TOKEN, Some(Duration::from_secs(10))).await
             else {
                 return acked;
             };
@@ -442,7 +442,7 @@ async fn a_rewritten_commit_is_found_at_its_height() {
     assert_eq!(v.bad_height, 3, "{v:?}");
     assert_ne!(v.bad_commit, stored[2].commit);
     // The CLI says so in one line and exits 1.
-    let out = Command::new(env!("CARGO_BIN_EXE_gitflock"))
+    let out = Command::new(gitflock_harness::binary("gitflock"))
         .args([
             "--server",
             &cluster.nodes[0].url(),

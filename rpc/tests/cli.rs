@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn gitflock(server: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gitflock"))
+    Command::new(gitflock_harness::binary("gitflock"))
         .env_remove("GITFLOCK_TOKEN")
         .env("GITFLOCK_SERVER", server)
         .env("GITFLOCK_TOKEN", TOKEN)
@@ -74,7 +74,7 @@ async fn json_shapes_follow_the_product_contract() {
     );
     assert!(plain.status.success());
     let id2 = String::from_utf8(plain.stdout).unwrap().trim().to_string();
-    gitflock::task::check_id(&id2).unwrap();
+    gitflock_core::task::check_id(&id2).unwrap();
 
     cluster
         .wait_count("SUCCEED", 2, Duration::from_secs(10))
@@ -136,7 +136,7 @@ async fn errors_are_one_line_with_exit_1_and_usage_is_exit_2() {
     assert_eq!(out.status.code(), Some(1));
     one_line_error(&out);
 
-    let out = gitflock(&url, &["task", "kill", &gitflock::task::new_id()]);
+    let out = gitflock(&url, &["task", "kill", &gitflock_core::task::new_id()]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -164,7 +164,7 @@ fn a_bad_node_config_is_one_line_naming_the_key_and_exit_2() {
         "[cluster]\ntoken = \"0123456789abcdef\"\n[node]\nconcurrency = \"lots\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_gitflock-node"))
+    let out = Command::new(gitflock_harness::binary("gitflock-node"))
         .arg("--config")
         .arg(&file)
         .output()
@@ -174,7 +174,7 @@ fn a_bad_node_config_is_one_line_naming_the_key_and_exit_2() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("[node] concurrency"), "{err}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_gitflock-node"))
+    let out = Command::new(gitflock_harness::binary("gitflock-node"))
         .env_clear()
         .env("GITFLOCK_CLUSTER_TOKEN", "0123456789abcdef")
         .env("GITFLOCK_CLUSTER_LEASE_MS", "soon")
@@ -188,7 +188,7 @@ fn a_bad_node_config_is_one_line_naming_the_key_and_exit_2() {
 fn gitflock_dev_runs_a_cluster_that_takes_tasks_and_stops_cleanly_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let base = free_port();
-    let mut dev = Command::new(env!("CARGO_BIN_EXE_gitflock"))
+    let mut dev = Command::new(gitflock_harness::binary("gitflock"))
         .current_dir(dir.path())
         .env_remove("GITFLOCK_TOKEN")
         .env_remove("GITFLOCK_SERVER")
@@ -216,7 +216,7 @@ fn gitflock_dev_runs_a_cluster_that_takes_tasks_and_stops_cleanly_on_ctrl_c() {
     // The CLI, run from the same directory, finds the token dev wrote.
     let server = format!("http://127.0.0.1:{base}");
     let cli = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_gitflock"))
+        Command::new(gitflock_harness::binary("gitflock"))
             .current_dir(dir.path())
             .env_remove("GITFLOCK_TOKEN")
             .env("GITFLOCK_SERVER", &server)
@@ -284,7 +284,7 @@ fn a_node_waiting_for_redis_stops_at_once_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let closed = free_port();
     let grpc = free_port();
-    let mut node = Command::new(env!("CARGO_BIN_EXE_gitflock-node"))
+    let mut node = Command::new(gitflock_harness::binary("gitflock-node"))
         .env_clear()
         .env("GITFLOCK_CLUSTER_TOKEN", TOKEN)
         .env("GITFLOCK_NODE_NAME", "lonely")
@@ -356,7 +356,7 @@ async fn a_client_that_connected_during_start_up_is_served_once_redis_answers() 
     let dir = tempfile::tempdir().unwrap();
     let redis_port = free_port();
     let grpc = free_port();
-    let mut node = Command::new(env!("CARGO_BIN_EXE_gitflock-node"))
+    let mut node = Command::new(gitflock_harness::binary("gitflock-node"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("GITFLOCK_CLUSTER_TOKEN", TOKEN)
@@ -375,7 +375,7 @@ async fn a_client_that_connected_during_start_up_is_served_once_redis_answers() 
     let url = format!("http://127.0.0.1:{grpc}");
     // Connected while the node waits for Redis (its start-up server answers health only).
     let client = wait_for("the start-up server", Duration::from_secs(20), || async {
-        gitflock::cli::Client::connect(&url, TOKEN, Some(Duration::from_secs(5)))
+        gitflock_client::Client::connect(&url, TOKEN, Some(Duration::from_secs(5)))
             .await
             .ok()
     })

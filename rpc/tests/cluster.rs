@@ -44,13 +44,13 @@ async fn wait_new_master(cluster: &Cluster, old: &str) -> (String, u64) {
 }
 
 /// Every node the cluster lists.
-async fn list_nodes(c: &mut gitflock::cli::Client) -> Vec<gitflock_proto::v1::NodeInfo> {
+async fn list_nodes(c: &mut gitflock_client::Client) -> Vec<gitflock_proto::v1::NodeInfo> {
     list_nodes_now(c).await.expect("ListNodes")
 }
 
 /// Every node the cluster lists, or None if the call failed (for use while waiting).
 async fn list_nodes_now(
-    c: &mut gitflock::cli::Client,
+    c: &mut gitflock_client::Client,
 ) -> Option<Vec<gitflock_proto::v1::NodeInfo>> {
     Some(c.nodes.list_nodes(Empty {}).await.ok()?.into_inner().nodes)
 }
@@ -69,7 +69,7 @@ impl Load {
         let handle = tokio::spawn(async move {
             let mut ids = Vec::new();
             let gap = Duration::from_micros(1_000_000 / per_sec);
-            let mut clients: HashMap<String, gitflock::cli::Client> = HashMap::new();
+            let mut clients: HashMap<String, gitflock_client::Client> = HashMap::new();
             let mut i = 0usize;
             let mut next = Instant::now();
             while !s.load(std::sync::atomic::Ordering::SeqCst) {
@@ -82,7 +82,7 @@ impl Load {
                     let url = urls[i % urls.len()].clone();
                     i += 1;
                     if !clients.contains_key(&url) {
-                        match gitflock::cli::Client::connect(
+                        match gitflock_client::Client::connect(
                             &url,
                             TOKEN,
                             Some(Duration::from_secs(2)),
@@ -142,7 +142,7 @@ async fn kill_9_of_the_master_mid_dispatch_elects_a_new_master_within_3s_and_los
     let mut cluster = Cluster::start(3).await;
     let (master, epoch) = epoch_of_lease(&cluster.redis).unwrap();
     let others: Vec<String> = urls_except(&cluster, &master);
-    let mut c = gitflock::cli::Client::connect(&others[0], TOKEN, None)
+    let mut c = gitflock_client::Client::connect(&others[0], TOKEN, None)
         .await
         .unwrap();
     // Thousands of tasks queued, then the master dies while dispatching them.
@@ -227,7 +227,7 @@ async fn a_forged_heartbeat_admits_nobody_and_is_not_even_probed() {
     let addr = trap.local_addr().unwrap().to_string();
     let mut con = cluster.redis.conn();
     let public = format!("{PREFIX}:Public");
-    let now = gitflock::worker::now_ms();
+    let now = gitflock_core::clock::now_ms();
     let body = format!(
         r#"{{"Name":"ghost","Inc":1,"Seq":1,"Ts":{now},"Addr":"{addr}","Epoch":99,"Role":"master"}}"#
     );
@@ -259,10 +259,10 @@ async fn a_forged_heartbeat_admits_nobody_and_is_not_even_probed() {
 
     // A correctly signed heartbeat from an unknown node is probed before admission; a trap
     // that is no gitflock node fails the probe, so it gets no work.
-    let signer = gitflock::public::Signer::new(TOKEN, "stranger");
+    let signer = gitflock_node::cluster::public::Signer::new(TOKEN, "stranger");
     let msg = signer.sign(
-        gitflock::public::Kind::Heartbeat,
-        gitflock::public::Msg {
+        gitflock_node::cluster::public::Kind::Heartbeat,
+        gitflock_node::cluster::public::Msg {
             addr: addr.clone(),
             concurrency: 8,
             ..Default::default()
@@ -400,10 +400,10 @@ async fn each_node_in_turn_killed_and_restarted_keeps_every_invariant() {
         let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
         let mut ps = con.as_pubsub();
         ps.subscribe(format!("{PREFIX}:Public")).unwrap();
-        let v = gitflock::public::Verifier::new(TOKEN);
+        let v = gitflock_node::cluster::public::Verifier::new(TOKEN);
         while let Ok(m) = ps.get_message() {
             let text: String = m.get_payload().unwrap_or_default();
-            if let Ok((gitflock::public::Kind::Vote, msg)) = v.verify(&text)
+            if let Ok((gitflock_node::cluster::public::Kind::Vote, msg)) = v.verify(&text)
                 && msg.event == "elected"
             {
                 heard.lock().unwrap().push((msg.epoch, msg.name));

@@ -170,7 +170,7 @@ impl Drop for Upstream {
     }
 }
 
-async fn add_mirror(c: &mut gitflock::cli::Client, url: &str, interval: u64) -> String {
+async fn add_mirror(c: &mut gitflock_client::Client, url: &str, interval: u64) -> String {
     c.tasks
         .create_task(CreateTaskRequest {
             r#type: "mirror".into(),
@@ -184,7 +184,7 @@ async fn add_mirror(c: &mut gitflock::cli::Client, url: &str, interval: u64) -> 
         .id
 }
 
-async fn mirrors(c: &gitflock::cli::Client) -> Vec<Mirror> {
+async fn mirrors(c: &gitflock_client::Client) -> Vec<Mirror> {
     let mut c = c.clone();
     let mut out = Vec::new();
     let mut token = String::new();
@@ -207,7 +207,7 @@ async fn mirrors(c: &gitflock::cli::Client) -> Vec<Mirror> {
     }
 }
 
-async fn mirror(c: &gitflock::cli::Client, task_id: &str) -> Mirror {
+async fn mirror(c: &gitflock_client::Client, task_id: &str) -> Mirror {
     mirrors(c)
         .await
         .into_iter()
@@ -217,7 +217,7 @@ async fn mirror(c: &gitflock::cli::Client, task_id: &str) -> Mirror {
 
 /// Waits until the mirror's status satisfies `f`.
 async fn wait_mirror(
-    c: &gitflock::cli::Client,
+    c: &gitflock_client::Client,
     id: &str,
     what: &str,
     timeout: Duration,
@@ -322,7 +322,7 @@ async fn mirror_follows_the_upstream_and_serves_clones() {
         forced
     );
     // The CLI shows the same, in the contract's JSON shape.
-    let out = Command::new(env!("CARGO_BIN_EXE_gitflock"))
+    let out = Command::new(gitflock_harness::binary("gitflock"))
         .args([
             "--server",
             &cluster.nodes[0].url(),
@@ -432,7 +432,7 @@ async fn hostile_urls_are_refused_and_credentials_never_shown() {
         "{shown}"
     );
     assert!(t.target.contains("***@127.0.0.1"), "{}", t.target);
-    let out = Command::new(env!("CARGO_BIN_EXE_gitflock"))
+    let out = Command::new(gitflock_harness::binary("gitflock"))
         .args([
             "--server",
             &cluster.nodes[0].url(),
@@ -456,7 +456,7 @@ fn owners(ms: &[Mirror]) -> HashMap<String, String> {
 
 /// Waits until every mirror has been checked after `since` (ms) with success.
 async fn wait_all_fetched_after(
-    c: &gitflock::cli::Client,
+    c: &gitflock_client::Client,
     n: usize,
     since: i64,
     what: &str,
@@ -629,7 +629,7 @@ async fn the_upstream_list_adds_removes_and_refuses_mass_removal() {
     .await;
     assert_eq!(t.name, "list:r/r3/r3");
 
-    let head_of_list = |c: &gitflock::cli::Client| {
+    let head_of_list = |c: &gitflock_client::Client| {
         let mut c = c.clone();
         async move {
             c.mirrors
@@ -747,9 +747,9 @@ async fn a_push_webhook_syncs_at_once_and_packs_stay_bounded() {
         .await;
     }
     let dir = cluster.nodes[0].data.join("mirrors").join(&m.path);
-    let packs = gitflock::mirror::fetch::pack_count(&dir);
+    let packs = gitflock_node::mirror::fetch::pack_count(&dir);
     assert!(
-        packs <= gitflock::mirror::fetch::REPACK_PACKS + 1,
+        packs <= gitflock_node::mirror::fetch::REPACK_PACKS + 1,
         "{packs} packs"
     );
     assert_eq!(ls_remote(&m.clone_url), ls_remote(&url));
@@ -796,7 +796,7 @@ async fn a_kill_stops_a_hung_fetch() {
 
 #[test]
 fn the_unchanged_check_reads_git_urls_as_libgit2_does() {
-    use gitflock::mirror::{advert, fetch};
+    use gitflock_node::mirror::{advert, fetch};
     use tokio_util::sync::CancellationToken;
     let up = Upstream::start();
     let cancel = CancellationToken::new();

@@ -168,7 +168,7 @@ async fn kill_and_delete_of_running_tasks() {
     assert_eq!(r.results.get(&a), Some(&true));
     let t = wait_state(&c, &a, TaskState::Killed, Duration::from_secs(5)).await;
     assert_eq!(t.results.len(), 1);
-    assert_eq!(t.results[0].code, gitflock::task::code::KILLED);
+    assert_eq!(t.results[0].code, gitflock_core::task::code::KILLED);
 
     let node_b = cluster.task_field(&b, "node").unwrap();
     let r = c
@@ -202,7 +202,7 @@ async fn kill_and_delete_of_running_tasks() {
     .await;
 
     // Killing a finished task, or a missing one, says so per id and changes nothing.
-    let missing = gitflock::task::new_id();
+    let missing = gitflock_core::task::new_id();
     let r = c
         .tasks
         .kill_tasks(TaskIds {
@@ -284,7 +284,7 @@ async fn a_failing_task_is_retried_with_backoff_then_ends_runtime_error() {
     assert!(
         t.results
             .iter()
-            .all(|r| r.code == gitflock::task::code::TIMEOUT),
+            .all(|r| r.code == gitflock_core::task::code::TIMEOUT),
         "{:?}",
         t.results
     );
@@ -428,7 +428,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     let e = anon.create_task(echo("x")).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     let mut wrong =
-        gitflock::cli::Client::connect(&cluster.nodes[0].url(), "wrong-token-0123456789", None)
+        gitflock_client::Client::connect(&cluster.nodes[0].url(), "wrong-token-0123456789", None)
             .await
             .unwrap();
     let e = wrong.tasks.create_task(echo("x")).await.unwrap_err();

@@ -13,7 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_lab::sse;
 use futures_util::StreamExt;
-use gitflock::task::{MAX_INTERVAL_SECS, check_id, check_text, check_type_name};
+use gitflock_core::task::{MAX_INTERVAL_SECS, check_id, check_text, check_type_name};
 use gitflock_proto::v1::{
     CreateTaskRequest, Empty, GetTaskRequest, ListBlocksRequest, ListMirrorsRequest,
     MakeBlockRequest, ReadLogsRequest, StoredEntry, SyncMirrorsRequest, Task, TaskIds,
@@ -112,10 +112,15 @@ pub async fn create(st: &AppState, f: &TaskForm) -> Result<Task, FieldErrors> {
     } else if let Err(e) = check_type_name(kind) {
         errs.kind = e;
     }
-    if let Err(e) = check_text("name", &f.name, gitflock::task::MAX_NAME_BYTES, true) {
+    if let Err(e) = check_text("name", &f.name, gitflock_core::task::MAX_NAME_BYTES, true) {
         errs.name = e;
     }
-    if let Err(e) = check_text("target", &f.target, gitflock::task::MAX_TARGET_BYTES, true) {
+    if let Err(e) = check_text(
+        "target",
+        &f.target,
+        gitflock_core::task::MAX_TARGET_BYTES,
+        true,
+    ) {
         errs.target = e;
     }
     let interval = match f.interval_secs.trim() {
@@ -217,7 +222,7 @@ pub async fn bulk(
                 }
             }
             Err(e) => outcomes.push(Outcome {
-                id: gitflock::task::shorten(&id, 64).to_string(),
+                id: gitflock_core::task::shorten(&id, 64).to_string(),
                 ok: false,
                 error: e,
             }),
@@ -427,7 +432,7 @@ pub async fn mirrors(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse 
             "next_page_token": m.next_page_token,
             "total": m.total,
             "list": m.list.map(|l| json!({
-                "url": st.scrub(&l.url), "last_sync": gitflock::task::rfc3339(l.last_sync),
+                "url": st.scrub(&l.url), "last_sync": gitflock_core::task::rfc3339(l.last_sync),
                 "commit": l.commit, "entries": l.entries, "last_error": st.scrub(&l.last_error),
             })),
         })),
@@ -596,7 +601,7 @@ pub async fn blocks(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
     if !node.is_empty()
-        && let Err(e) = gitflock::config::check_node_name(&node)
+        && let Err(e) = gitflock_core::config::check_node_name(&node)
     {
         return json_error(StatusCode::BAD_REQUEST, format!("node: {e}"));
     }
@@ -627,7 +632,7 @@ pub struct NodeArg {
 
 async fn block(st: &AppState, node: String) -> HttpResponse {
     if !node.is_empty()
-        && let Err(e) = gitflock::config::check_node_name(&node)
+        && let Err(e) = gitflock_core::config::check_node_name(&node)
     {
         return json_error(StatusCode::BAD_REQUEST, format!("node: {e}"));
     }

@@ -5,13 +5,13 @@ use crate::auth::{self, Auth};
 use crate::config::WebConfig;
 use crate::live::Hub;
 use crate::metrics::Metrics;
-use crate::nodes::Pool;
 use crate::{api, pages};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, Error, HttpRequest, HttpResponse, HttpServer, web};
+use gitflock_client::Pool;
 use std::sync::Arc;
 use std::time::Instant;
 use tonic::{Code, Status};
@@ -31,7 +31,7 @@ impl AppState {
     /// Builds the state and starts the live followers (needs a running tokio runtime).
     pub fn new(cfg: &WebConfig) -> Result<AppState, String> {
         let metrics = Arc::new(Metrics::new());
-        let pool = Arc::new(Pool::new(&cfg.nodes, &cfg.token, metrics.clone())?);
+        let pool = Arc::new(Pool::new(&cfg.nodes, &cfg.token, metrics.clone()).map_err(|e| e.0)?);
         let hub = Hub::start(pool.clone(), metrics.clone());
         Ok(AppState {
             pool,
@@ -44,7 +44,7 @@ impl AppState {
 
     /// A node's message, safe to show: URL credentials and the cluster token masked.
     pub fn scrub(&self, text: &str) -> String {
-        let t = gitflock::redact::redact(text);
+        let t = gitflock_core::redact::redact(text);
         if !self.token.is_empty() && t.contains(&self.token) {
             t.replace(&self.token, "***")
         } else {
@@ -262,18 +262,18 @@ pub async fn serve(cfg: WebConfig) -> std::io::Result<()> {
     .shutdown_timeout(10)
     .run();
     tracing::info!(%listen, nodes = ?cfg.nodes, "gitflock-web listening");
-    gitflock::systemd::ready();
-    if let Some(every) = gitflock::systemd::watchdog_every() {
+    gitflock_core::systemd::ready();
+    if let Some(every) = gitflock_core::systemd::watchdog_every() {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                gitflock::systemd::watchdog();
+                gitflock_core::systemd::watchdog();
             }
         });
     }
     let res = server.await;
-    gitflock::systemd::stopping();
+    gitflock_core::systemd::stopping();
     tracing::info!("gitflock-web stopped");
     res
 }

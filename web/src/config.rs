@@ -1,9 +1,9 @@
 //! The `[web]` section of the shared config file: `listen`, `nodes`, `password` /
 //! `password_hash`, `session_secs`, and the cluster token the dashboard shows the nodes.
-//! Loading goes through [`gitflock::config::Config`], so env overrides
+//! Loading goes through [`gitflock_core::config::Config`], so env overrides
 //! (`GITFLOCK_WEB_NODES=a,b`) and the one-line errors are the node's.
 
-use gitflock::config::{Config, ConfigError};
+use gitflock_core::config::{Config, ConfigError};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -73,7 +73,10 @@ impl WebConfig {
                 if s.is_empty() {
                     continue;
                 }
-                nodes.push(endpoint_url(s)?);
+                nodes.push(
+                    gitflock_client::endpoint_url(s)
+                        .map_err(|e| ConfigError(format!("[web] nodes: {e}")))?,
+                );
             }
         }
         if nodes.is_empty() {
@@ -126,24 +129,6 @@ impl WebConfig {
             session: Duration::from_secs(secs as u64),
         })
     }
-}
-
-/// `host:port` or `http(s)://host:port` → a URL tonic can dial.
-fn endpoint_url(s: &str) -> Result<String, ConfigError> {
-    let url = if s.contains("://") {
-        s.to_string()
-    } else {
-        format!("http://{s}")
-    };
-    if !(url.starts_with("http://") || url.starts_with("https://"))
-        || url.chars().any(|c| c.is_whitespace() || c.is_control())
-        || tonic::transport::Endpoint::from_shared(url.clone()).is_err()
-    {
-        return Err(ConfigError(format!(
-            "[web] nodes: {s:?} is not a gRPC endpoint like 127.0.0.1:6666"
-        )));
-    }
-    Ok(url)
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! The request path, one module per step:
 //! HTTP request → [`metrics`] (counted, timed) → [`auth`] (session cookie or Bearer, CSRF,
 //! login rate limit) → a handler in [`pages`] (askama HTML), [`api`] (`/api/v1` JSON and the
-//! seed-compatible routes) → [`nodes`] (one gRPC call, failing over between the configured
-//! nodes) → the cluster. Live updates: [`live`] keeps one `WatchTasks` stream and a 1 s
+//! seed-compatible routes) → `gitflock_client::Pool` (one gRPC call, failing over between the
+//! configured nodes) → the cluster. Live updates: [`live`] keeps one `WatchTasks` stream and a 1 s
 //! cluster snapshot per process and fans both out to every `/events` subscriber.
 //!
 //! - [`config`]: the `[web]` section of the shared config file (and its env overrides).
@@ -17,6 +17,5 @@ pub mod auth;
 pub mod config;
 pub mod live;
 pub mod metrics;
-pub mod nodes;
 pub mod pages;
 pub mod views;

@@ -9,8 +9,8 @@
 //! gets a `resync` event (the page then refreshes its data) instead of stalling the others.
 
 use crate::metrics::Metrics;
-use crate::nodes::Pool;
 use crate::views;
+use gitflock_client::Pool;
 use gitflock_proto::v1::{Empty, WatchTasksRequest};
 use std::sync::Arc;
 use std::time::Duration;

@@ -47,7 +47,7 @@ fn main() {
         }
         return;
     }
-    gitflock::cli::init_logging(&cli.log_format, "info");
+    gitflock_core::logging::init(&cli.log_format, "info");
     let cfg = match gitflock_web::config::WebConfig::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {

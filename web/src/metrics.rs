@@ -133,3 +133,13 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 }
+
+/// The node pool reports failovers and failed calls here.
+impl gitflock_client::Observer for Metrics {
+    fn failover(&self) {
+        self.failovers.inc();
+    }
+    fn error(&self, what: &'static str, code: tonic::Code) {
+        self.grpc_error(what, code);
+    }
+}

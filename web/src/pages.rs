@@ -14,7 +14,7 @@ use crate::views::{self, BlockView, MirrorView, NodeView, TaskView, now_ms};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use askama::Template;
-use gitflock::task::{STATES, parse_state, state_name};
+use gitflock_core::task::{STATES, parse_state, state_name};
 use gitflock_proto::v1::{
     Empty, GetTaskRequest, ListBlocksRequest, ListMirrorsRequest, ListTasksRequest, LogEntry,
     MakeBlockRequest, StoredEntry, SyncMirrorsRequest, TaskState,
@@ -338,7 +338,7 @@ pub fn list_request(q: &[(String, String)]) -> Result<ListTasksRequest, String> 
                     let s = parse_state(part.trim()).ok_or_else(|| {
                         format!(
                             "unknown state {:?}: one of {}",
-                            gitflock::task::shorten(part, 40),
+                            gitflock_core::task::shorten(part, 40),
                             STATES.map(state_name).join(", ")
                         )
                     })?;
@@ -349,12 +349,12 @@ pub fn list_request(q: &[(String, String)]) -> Result<ListTasksRequest, String> 
             }
             "type" => {
                 if !v.is_empty() {
-                    gitflock::task::check_type_name(v)?;
+                    gitflock_core::task::check_type_name(v)?;
                 }
                 r.r#type = v.clone();
             }
             "q" => {
-                gitflock::task::check_text("search text", v, 256, true)?;
+                gitflock_core::task::check_text("search text", v, 256, true)?;
                 r.text = v.trim().to_string();
             }
             "size" | "page_size" => {
@@ -583,7 +583,7 @@ struct TaskPage {
 }
 
 fn check_id_page(req: &HttpRequest, id: &str) -> Result<(), HttpResponse> {
-    gitflock::task::check_id(id).map_err(|e| error_page(req, StatusCode::BAD_REQUEST, e))
+    gitflock_core::task::check_id(id).map_err(|e| error_page(req, StatusCode::BAD_REQUEST, e))
 }
 
 pub async fn task(
@@ -993,7 +993,7 @@ pub fn log_entry(form: &WriteForm) -> Result<LogEntry, String> {
     if !LEVELS.contains(&level) {
         return Err(format!(
             "level {:?}: one of {}",
-            gitflock::task::shorten(level, 20),
+            gitflock_core::task::shorten(level, 20),
             LEVELS.join(", ")
         ));
     }
@@ -1016,7 +1016,7 @@ pub fn log_entry(form: &WriteForm) -> Result<LogEntry, String> {
     {
         return Err(format!(
             "create_at {:?}: an RFC 3339 time like 2026-01-02T03:04:05Z, or empty for now",
-            gitflock::task::shorten(at, 40)
+            gitflock_core::task::shorten(at, 40)
         ));
     }
     Ok(LogEntry {
@@ -1066,7 +1066,7 @@ pub async fn make_block(
 ) -> HttpResponse {
     let node = form.node.trim().to_string();
     if !node.is_empty()
-        && let Err(e) = gitflock::config::check_node_name(&node)
+        && let Err(e) = gitflock_core::config::check_node_name(&node)
     {
         return error_page(&req, StatusCode::BAD_REQUEST, format!("node {node:?}: {e}"));
     }

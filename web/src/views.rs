@@ -1,7 +1,7 @@
 //! Proto messages as the pages show them: times both absolute and relative, states with the
 //! CSS class of their colour, result codes by name. Pure functions of the message and "now".
 
-use gitflock::task::{state_name, task_json};
+use gitflock_core::task::{state_name, task_json};
 use gitflock_proto::v1::{
     Block, Mirror, NodeInfo, StatusResponse, StoredEntry, Task, TaskEvent, TaskResult, TaskState,
     task_event,
@@ -32,7 +32,7 @@ pub fn when(ms: i64, now: i64) -> When {
             rel: "never".into(),
         };
     }
-    let iso = match gitflock::task::rfc3339(ms) {
+    let iso = match gitflock_core::task::rfc3339(ms) {
         Value::String(s) => s,
         _ => String::new(),
     };
@@ -145,10 +145,10 @@ pub fn task_view(t: &Task, now: i64) -> TaskView {
         short_id: t.id.chars().take(8).collect(),
         name: t.name.clone(),
         kind: t.r#type.clone(),
-        target: gitflock::redact::redact(&t.target),
+        target: gitflock_core::redact::redact(&t.target),
         state: state_name(s),
         state_class: state_class(s),
-        is_final: gitflock::task::is_final(s),
+        is_final: gitflock_core::task::is_final(s),
         node: t.node.clone(),
         attempts: t.attempts,
         max_attempts: t.max_attempts,
@@ -167,7 +167,7 @@ pub fn result_view(r: &TaskResult, now: i64) -> ResultView {
         code: r.code,
         code_name: code_name(r.code),
         ok: r.code == 0,
-        message: gitflock::redact::redact(&r.message),
+        message: gitflock_core::redact::redact(&r.message),
         node: r.node.clone(),
         started: when(r.started_at, now),
         finished: when(r.finished_at, now),
@@ -217,7 +217,7 @@ pub fn node_view(n: &NodeInfo, now: i64) -> NodeView {
 pub fn node_json(n: &NodeInfo) -> Value {
     json!({
         "name": n.name, "addr": n.addr, "role": n.role, "state": n.state, "epoch": n.epoch,
-        "last_heartbeat": gitflock::task::rfc3339(n.last_heartbeat),
+        "last_heartbeat": gitflock_core::task::rfc3339(n.last_heartbeat),
         "running": n.running, "concurrency": n.concurrency, "version": n.version,
     })
 }
@@ -240,7 +240,7 @@ pub fn task_event_json(ev: &TaskEvent) -> Value {
     match &ev.task {
         Some(t) if kind == "changed" => {
             let mut v = task_json(t);
-            v["target"] = Value::String(gitflock::redact::redact(&t.target));
+            v["target"] = Value::String(gitflock_core::redact::redact(&t.target));
             json!({ "kind": kind, "task": v })
         }
         Some(t) => json!({ "kind": kind, "task": { "id": t.id } }),
@@ -251,7 +251,7 @@ pub fn task_event_json(ev: &TaskEvent) -> Value {
 /// The task JSON of the API: PRODUCT.md's form, with credentials in the target masked.
 pub fn api_task_json(t: &Task) -> Value {
     let mut v = task_json(t);
-    v["target"] = Value::String(gitflock::redact::redact(&t.target));
+    v["target"] = Value::String(gitflock_core::redact::redact(&t.target));
     v
 }
 
@@ -277,10 +277,10 @@ pub struct MirrorView {
 
 pub fn mirror_view(m: &Mirror, now: i64) -> MirrorView {
     MirrorView {
-        url: gitflock::redact::redact(&m.url),
+        url: gitflock_core::redact::redact(&m.url),
         node: m.node.clone(),
         path: m.path.clone(),
-        clone_url: gitflock::redact::redact(&m.clone_url),
+        clone_url: gitflock_core::redact::redact(&m.clone_url),
         head: m.head.clone(),
         head_short: match m.head.split_once(' ') {
             Some((branch, commit)) if commit.len() > 10 => {
@@ -290,7 +290,7 @@ pub fn mirror_view(m: &Mirror, now: i64) -> MirrorView {
         },
         last_fetch: when(m.last_fetch, now),
         last_change: when(m.last_change, now),
-        last_error: gitflock::redact::redact(&m.last_error),
+        last_error: gitflock_core::redact::redact(&m.last_error),
         task_id: m.task_id.clone(),
         state: state_name(m.state()),
         state_class: state_class(m.state()),
@@ -301,12 +301,12 @@ pub fn mirror_view(m: &Mirror, now: i64) -> MirrorView {
 }
 
 pub fn mirror_json(m: &Mirror) -> Value {
-    use gitflock::task::rfc3339;
+    use gitflock_core::task::rfc3339;
     json!({
-        "url": gitflock::redact::redact(&m.url), "node": m.node, "path": m.path,
-        "clone_url": gitflock::redact::redact(&m.clone_url), "head": m.head,
+        "url": gitflock_core::redact::redact(&m.url), "node": m.node, "path": m.path,
+        "clone_url": gitflock_core::redact::redact(&m.clone_url), "head": m.head,
         "last_fetch": rfc3339(m.last_fetch), "last_change": rfc3339(m.last_change),
-        "last_error": gitflock::redact::redact(&m.last_error), "task_id": m.task_id,
+        "last_error": gitflock_core::redact::redact(&m.last_error), "task_id": m.task_id,
         "state": state_name(m.state()), "interval_secs": m.interval_secs, "refs": m.refs,
         "failures": m.failures, "next_run": rfc3339(m.next_run),
     })
@@ -336,7 +336,7 @@ pub fn block_view(b: &Block, now: i64) -> BlockView {
 pub fn block_json(b: &Block) -> Value {
     json!({
         "node": b.node, "branch": b.branch, "tip": b.tip, "height": b.height,
-        "pushed_at": gitflock::task::rfc3339(b.pushed_at),
+        "pushed_at": gitflock_core::task::rfc3339(b.pushed_at),
     })
 }
 

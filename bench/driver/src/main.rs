@@ -20,7 +20,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
-use gitflock::cli::Client;
+use gitflock_client::Client;
 use gitflock_proto::v1::{
     CreateTaskRequest, Empty, GetTaskRequest, ListTasksRequest, LogEntry, ReadLogsRequest, Task,
     TaskState, VerifyRequest,

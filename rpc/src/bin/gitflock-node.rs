@@ -17,14 +17,14 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match gitflock::config::Config::load(args.config.as_deref()) {
+    let config = match gitflock_core::config::Config::load(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gitflock-node: {e}");
             return ExitCode::from(2);
         }
     };
-    gitflock::cli::init_logging(&args.log_format, "info");
+    gitflock_core::logging::init(&args.log_format, "info");
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(gitflock::node::run(config)) {
+    match rt.block_on(gitflock_node::daemon::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

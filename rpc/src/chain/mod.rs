@@ -14,10 +14,10 @@
 //! branch. Blocking git work never runs on the async runtime: the writer is its own thread,
 //! and reads, verification and pushes run on `spawn_blocking` or as processes.
 
-pub mod entry;
 mod verify;
 
-pub use entry::{Entry, Stored};
+pub use gitflock_core::clock::Clock;
+pub use gitflock_core::log_entry::{self as entry, Entry, Stored};
 pub use verify::{BlockCheck, Verdict};
 
 use std::fs::{File, OpenOptions};
@@ -28,8 +28,6 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
-use crate::worker::now_ms;
-
 pub const BRANCH_REF: &str = "refs/heads/chain";
 /// The most entries written as one group (one pack, one fsync round).
 const MAX_GROUP: usize = 50_000;
@@ -39,33 +37,6 @@ const MAX_PACKS: usize = 64;
 const OID_LEN: usize = 20;
 /// libgit2's object cache, for the whole process.
 const CACHE_BYTES: libc::ssize_t = 16 * 1024 * 1024;
-
-/// Where "now" comes from: the system clock, or (for tests of day rollover) a file holding an
-/// RFC 3339 time, named by `GITFLOCK_CLOCK_FILE`.
-#[derive(Clone, Debug)]
-pub enum Clock {
-    System,
-    File(PathBuf),
-}
-
-impl Clock {
-    pub fn from_env() -> Clock {
-        match std::env::var_os("GITFLOCK_CLOCK_FILE") {
-            Some(p) => Clock::File(PathBuf::from(p)),
-            None => Clock::System,
-        }
-    }
-
-    pub fn now_ms(&self) -> i64 {
-        match self {
-            Clock::System => now_ms(),
-            Clock::File(p) => std::fs::read_to_string(p)
-                .ok()
-                .and_then(|t| entry::parse_time(&t).ok())
-                .unwrap_or_else(now_ms),
-        }
-    }
-}
 
 /// The chain's head, as the writer last made it durable.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -294,7 +265,7 @@ impl Chain {
                 })
                 .unwrap_or("push failed")
                 .trim();
-            return Err(ChainError::Io(crate::redact::redact(&format!(
+            return Err(ChainError::Io(gitflock_core::redact::redact(&format!(
                 "push of {branch} to {remote} refused: {reason}"
             ))));
         }

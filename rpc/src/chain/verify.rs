@@ -185,7 +185,7 @@ fn ls_remote(remote: &str, branch: &str) -> Result<Option<String>, ChainError> {
         .output()
         .map_err(|e| ChainError::Io(format!("cannot run git: {e}")))?;
     if !out.status.success() {
-        return Err(ChainError::Io(crate::redact::redact(&format!(
+        return Err(ChainError::Io(gitflock_core::redact::redact(&format!(
             "cannot list {remote}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ))));

@@ -283,7 +283,7 @@ impl<R: Read> Reader<'_, R> {
 /// Reads the advertisement of any URL libgit2 can fetch from, through a remote with no
 /// repository (credentials from the URL or the ssh agent, as for a fetch).
 pub fn read_libgit2(url: &str, cancel: &CancellationToken) -> Result<Advert, String> {
-    let clean = |e: git2::Error| crate::redact::redact(e.message());
+    let clean = |e: git2::Error| gitflock_core::redact::redact(e.message());
     let mut remote = git2::Remote::create_detached(url).map_err(clean)?;
     let conn = remote
         .connect_auth(

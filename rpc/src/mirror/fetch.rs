@@ -199,7 +199,7 @@ pub fn sync(
             });
         }
     }
-    let clean = |e: git2::Error| crate::redact::redact(e.message());
+    let clean = |e: git2::Error| gitflock_core::redact::redact(e.message());
     let (repo, cloned) = open_or_init(dir)?;
 
     let mut remote = repo.remote_anonymous(url).map_err(clean)?;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::MirrorUrl;
-use crate::lease::Lease;
+use crate::cluster::lease::Lease;
 use crate::store::{NewTask, Store};
 
 /// Removing this many listed mirrors is always allowed, whatever the share.
@@ -162,7 +162,7 @@ impl ListSync {
         loop {
             if self.lease.current().is_some() {
                 if let Err(e) = self.sync_once(&stop).await {
-                    tracing::warn!(error = %crate::redact::redact(&e), "upstream list sync failed");
+                    tracing::warn!(error = %gitflock_core::redact::redact(&e), "upstream list sync failed");
                     let _ = self
                         .store
                         .set_list_status(&[("last_error", e.as_str())])
@@ -219,9 +219,9 @@ impl ListSync {
             let m = MirrorUrl::parse(&e.url, self.allow_file)?;
             let t = NewTask {
                 id: id.clone(),
-                name: crate::task::shorten(
+                name: gitflock_core::task::shorten(
                     &format!("list:{}", e.name),
-                    crate::task::MAX_NAME_BYTES,
+                    gitflock_core::task::MAX_NAME_BYTES,
                 )
                 .to_string(),
                 kind: "mirror".into(),
@@ -272,15 +272,15 @@ impl ListSync {
             commit = %commit, entries = entries.len(), added = p.add.len(), removed = p.remove.len(),
             skipped = skipped.len(), refused = p.refused.is_some(), "upstream list synced"
         );
-        let now = crate::worker::now_ms().to_string();
+        let now = gitflock_core::clock::now_ms().to_string();
         let n = entries.len().to_string();
         self.store
             .set_list_status(&[
-                ("url", &crate::redact::redact(&self.url)),
+                ("url", &gitflock_core::redact::redact(&self.url)),
                 ("commit", &commit),
                 ("entries", &n),
                 ("last_sync", &now),
-                ("last_error", &crate::redact::redact(&err)),
+                ("last_error", &gitflock_core::redact::redact(&err)),
             ])
             .await
             .map_err(|e| e.to_string())?;

@@ -6,14 +6,9 @@
 //! hands it to the DISPATCH script as (point, node) pairs, which does the lookup in Redis.
 //! 32-bit values stay exact in Lua's doubles.
 
-use sha2::{Digest, Sha256};
+pub use gitflock_core::mirror_url::hash32;
 
 pub const VNODES: u32 = 64;
-
-pub fn hash32(text: &str) -> u32 {
-    let d = Sha256::digest(text.as_bytes());
-    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
-}
 
 #[derive(Clone, Debug, Default)]
 pub struct Ring {

@@ -78,7 +78,7 @@ pub async fn run(base: PathBuf, listen: SocketAddr, stop: CancellationToken) {
             tokio::spawn(async move {
                 let mut lines = tokio::io::BufReader::new(err).lines();
                 while let Ok(Some(l)) = lines.next_line().await {
-                    tracing::debug!(target: "git_daemon", "{}", crate::redact::redact(&l));
+                    tracing::debug!(target: "git_daemon", "{}", gitflock_core::redact::redact(&l));
                 }
             });
         }

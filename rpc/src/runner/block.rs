@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use super::{Context, RunFuture, Runner};
-use crate::config::check_node_name;
 use crate::store::NewTask;
-use crate::task;
+use gitflock_core::config::check_node_name;
+use gitflock_core::task;
 
 pub struct Block {
     pub ctx: Arc<Context>,

@@ -77,7 +77,7 @@ impl Runner for Mirror {
                 Err(e) => return (Err(format!("mirror run panicked: {e}")), None),
             };
             let metrics = &*crate::metrics::METRICS;
-            let now = crate::worker::now_ms();
+            let now = gitflock_core::clock::now_ms();
             let id = m.task_id();
             match run {
                 Ok(report) => {
@@ -134,7 +134,7 @@ impl Runner for Mirror {
                         .with_label_values(&["error"])
                         .observe(clock.elapsed().as_secs_f64());
                     metrics.mirror_failures.inc();
-                    let e = crate::redact::redact(&e);
+                    let e = gitflock_core::redact::redact(&e);
                     let fields = [("last_error", e.clone()), ("last_fail", now.to_string())];
                     let next = match ctx.store.mirror_report(&id, false, &fields).await {
                         Ok(Some((failures, _))) => next_cycle(interval, false, failures, 0),

@@ -70,7 +70,7 @@ pub struct Context {
     /// `{node}` and `{date}` are replaced.
     pub branch_pattern: String,
     pub data_dir: std::path::PathBuf,
-    pub mirror: crate::config::MirrorConfig,
+    pub mirror: gitflock_core::config::MirrorConfig,
 }
 
 /// The known task types.

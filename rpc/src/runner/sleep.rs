@@ -3,7 +3,7 @@
 //! what tests of kill, timeouts, retries and node crashes need.
 
 use super::{RunFuture, Runner};
-use crate::task::parse_duration;
+use gitflock_core::duration::parse as parse_duration;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::task::{self, STATES};
+use gitflock_core::task::{self, STATES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +26,24 @@ pub enum StoreError {
     /// A page token that this store did not make.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl StoreError {
+    /// What kind of failure this is, in words safe to show anyone: a Redis error's own text
+    /// could in principle echo a URL with credentials, so only its category leaves the store.
+    pub fn category(&self) -> String {
+        match self {
+            StoreError::Redis(e) if e.is_timeout() => "timed out".into(),
+            StoreError::Redis(e)
+                if e.is_connection_refusal() || e.is_io_error() || e.is_connection_dropped() =>
+            {
+                "connection failed".into()
+            }
+            StoreError::Redis(e) => format!("{:?}", e.kind()),
+            StoreError::NotMaster => "not the master".into(),
+            StoreError::Invalid(_) => "invalid request".into(),
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -1078,7 +1096,7 @@ fn task_from_fields(f: &HashMap<String, String>, results: &[String]) -> Option<T
         r#type: s("type"),
         // Credentials inside a target URL never leave through the API (runs get the raw
         // target from CLAIM).
-        target: crate::redact::redact(&s("target")),
+        target: gitflock_core::redact::redact(&s("target")),
         node: s("node"),
         attempts: n("attempts") as u32,
         max_attempts: n("max_attempts") as u32,

@@ -2,7 +2,7 @@
 //! processes (killed with real signals), clients, and waiting on conditions with deadlines.
 #![allow(dead_code)]
 
-use gitflock::cli::Client;
+use gitflock_client::Client;
 use gitflock_proto::v1::{CreateTaskRequest, Empty, Task, TaskState};
 use std::collections::HashMap;
 use std::future::Future;
@@ -160,7 +160,7 @@ impl Node {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitflock-node"));
+        let mut cmd = Command::new(gitflock_harness::binary("gitflock-node"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::runner::Registry;
 use crate::store::{Claimed, Finished, Outcome, Store};
+use gitflock_core::clock::now_ms;
 
 /// Most tasks claimed in one CLAIM call.
 const CLAIM_BATCH: usize = 64;
@@ -32,18 +33,21 @@ const EARLY_KILL_TTL: Duration = Duration::from_secs(30);
 /// reply was lost); one must be seen unknown twice in a row before it is put back.
 const AUDIT_EVERY: Duration = Duration::from_secs(5);
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Retry delay after a failed attempt: 1 s, 2 s, 4 s … capped at 5 minutes, ±20% jitter.
 pub fn backoff(attempt: u32) -> Duration {
     let base = Duration::from_secs(1) * 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
     let capped = base.min(Duration::from_secs(300));
     capped.mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+impl crate::cluster::membership::Load for Worker {
+    fn running(&self) -> usize {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
 }
 
 pub struct Worker {
@@ -94,14 +98,6 @@ impl Worker {
             report,
         });
         (w, rx)
-    }
-
-    pub fn running(&self) -> usize {
-        self.running.lock().unwrap().len()
-    }
-
-    pub fn concurrency(&self) -> usize {
-        self.concurrency
     }
 
     /// Claims and starts tasks until `stop`.

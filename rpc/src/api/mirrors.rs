@@ -1,6 +1,7 @@
 //! The gRPC `Mirrors` service: mirror status (ListMirrors), sync-now requests (SyncMirrors)
 //! and forge push webhooks passed on by whatever received them over HTTP (Webhook).
 
+use super::status::store_status;
 use gitflock_proto::v1::mirrors_server::Mirrors;
 use gitflock_proto::v1::{
     ListMirrorsRequest, Mirror, MirrorList, SyncMirrorsRequest, SyncMirrorsResponse, TaskState,
@@ -8,11 +9,11 @@ use gitflock_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::config::MirrorConfig;
 use crate::mirror::MirrorUrl;
 use crate::mirror::webhook::{self, HookError};
 use crate::store::{Store, TaskQuery};
-use crate::task;
+use gitflock_core::config::MirrorConfig;
+use gitflock_core::task;
 
 pub struct MirrorService {
     pub store: Store,
@@ -20,13 +21,6 @@ pub struct MirrorService {
 }
 
 const MAX_SYNC_URLS: usize = 1000;
-
-fn store_status(e: crate::store::StoreError) -> Status {
-    match e {
-        crate::store::StoreError::Invalid(m) => Status::invalid_argument(m),
-        other => Status::unavailable(format!("redis unavailable: {other}")),
-    }
-}
 
 impl MirrorService {
     async fn sync_urls(&self, urls: &[String]) -> Result<SyncMirrorsResponse, Status> {
@@ -43,7 +37,7 @@ impl MirrorService {
                 }
                 Err(_) => out
                     .unknown
-                    .push(crate::redact::redact(task::shorten(u, 256))),
+                    .push(gitflock_core::redact::redact(task::shorten(u, 256))),
             }
         }
         let ids: Vec<String> = asked.iter().map(|(id, _)| id.clone()).collect();
@@ -52,7 +46,7 @@ impl MirrorService {
         for ((id, u), r) in asked.into_iter().zip(results) {
             if r == "missing" {
                 out.unknown
-                    .push(crate::redact::redact(task::shorten(u, 256)));
+                    .push(gitflock_core::redact::redact(task::shorten(u, 256)));
             } else {
                 out.synced.push(id);
             }
@@ -128,7 +122,7 @@ impl Mirrors for MirrorService {
             .collect();
         let ls = self.store.list_status().await.map_err(store_status)?;
         let list = self.config.list_url.as_ref().map(|u| UpstreamList {
-            url: crate::redact::redact(u),
+            url: gitflock_core::redact::redact(u),
             last_sync: ls
                 .get("last_sync")
                 .and_then(|v| v.parse().ok())

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::lease::Lease;
-use crate::membership::Membership;
+use crate::cluster::lease::Lease;
+use crate::cluster::membership::Membership;
 use crate::mirror::ring::Ring;
 use crate::store::{Store, StoreError};
 

@@ -443,7 +443,7 @@ impl Config {
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
         if let Some(u) = &list_url {
-            crate::mirror::MirrorUrl::parse(u, true)
+            crate::mirror_url::MirrorUrl::parse(u, true)
                 .map_err(|e| ConfigError(format!("[mirror] list_url: {e}")))?;
         }
         let serve_listen = match raw.str("mirror", "serve_listen") {

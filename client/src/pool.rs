@@ -1,69 +1,40 @@
-//! The dashboard's way to the cluster: one lazy gRPC channel per configured node, with the
-//! cluster token on every call, and failover — a call that finds its node unreachable is
-//! sent to the next one, and the node that answered becomes the first to try next time.
+//! Lazy gRPC channels to several nodes, with failover: a call that finds its node unreachable
+//! is sent to the next one, and the node that answered becomes the first to try next time.
 //!
-//! Retrying on another node is safe for every call the dashboard makes: reads are
+//! Retrying on another node is safe for every call a client of the pool makes: reads are
 //! idempotent, kill and delete act on ids, and CreateTask carries a `request_id` so a retry
 //! returns the task the first attempt created.
 
-use crate::metrics::Metrics;
-use gitflock_proto::v1::chain_client::ChainClient;
-use gitflock_proto::v1::mirrors_client::MirrorsClient;
-use gitflock_proto::v1::nodes_client::NodesClient;
-use gitflock_proto::v1::tasks_client::TasksClient;
+use crate::{Bearer, Client, ClientError, endpoint_url};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 
-/// Puts `authorization: Bearer <cluster token>` on every call. (The CLI's `Bearer` keeps its
-/// value private and connects eagerly; the dashboard needs lazy channels it can fail over.)
-#[derive(Clone)]
-pub struct Auth(MetadataValue<Ascii>);
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
+/// What a pool reports as it works (the dashboard counts these in its metrics).
+pub trait Observer: Send + Sync {
+    /// A call moved on to another node.
+    fn failover(&self) {}
+    /// A call `what` failed on one node with `code`.
+    fn error(&self, _what: &'static str, _code: Code) {}
 }
 
-type Authed = InterceptedService<Channel, Auth>;
-
-/// The four service clients of one node (cheap to clone: they share the channel).
-#[derive(Clone)]
-pub struct Clients {
-    pub tasks: TasksClient<Authed>,
-    pub nodes: NodesClient<Authed>,
-    pub chain: ChainClient<Authed>,
-    pub mirrors: MirrorsClient<Authed>,
-}
-
-impl Clients {
-    fn new(channel: Channel, auth: Auth) -> Clients {
-        Clients {
-            tasks: TasksClient::with_interceptor(channel.clone(), auth.clone()),
-            nodes: NodesClient::with_interceptor(channel.clone(), auth.clone()),
-            chain: ChainClient::with_interceptor(channel.clone(), auth.clone()),
-            mirrors: MirrorsClient::with_interceptor(channel, auth),
-        }
-    }
-}
+/// An observer that notes nothing.
+pub struct Quiet;
+impl Observer for Quiet {}
 
 struct Node {
     url: String,
     calls_ep: Endpoint,
     watch_ep: Endpoint,
-    auth: Auth,
+    bearer: Bearer,
     /// Request/response calls: a 10 s deadline each.
-    calls: RwLock<Clients>,
+    calls: RwLock<Client>,
     /// The WatchTasks stream: no deadline (it lives as long as the node), HTTP/2 keep-alive
     /// so a frozen node is noticed.
-    watch: RwLock<Clients>,
+    watch: RwLock<Client>,
 }
 
 impl Node {
@@ -71,13 +42,13 @@ impl Node {
     /// node's start-up server serves health alone, and keeps its connections after it hands
     /// the port over).
     fn reconnect(&self) {
-        let calls = Clients::new(self.calls_ep.connect_lazy(), self.auth.clone());
-        let watch = Clients::new(self.watch_ep.connect_lazy(), self.auth.clone());
+        let calls = Client::new(self.calls_ep.connect_lazy(), self.bearer.clone());
+        let watch = Client::new(self.watch_ep.connect_lazy(), self.bearer.clone());
         *self.calls.write().unwrap_or_else(|e| e.into_inner()) = calls;
         *self.watch.write().unwrap_or_else(|e| e.into_inner()) = watch;
     }
 
-    fn calls(&self) -> Clients {
+    fn calls(&self) -> Client {
         self.calls.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
@@ -86,11 +57,11 @@ pub struct Pool {
     nodes: Vec<Node>,
     /// The node that answered last: tried first.
     current: AtomicUsize,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn Observer>,
 }
 
 /// Errors that say "this node cannot answer now", as opposed to an answer.
-fn is_unreachable(s: &Status) -> bool {
+pub fn is_unreachable(s: &Status) -> bool {
     match s.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => true,
         Code::Unknown => {
@@ -102,15 +73,18 @@ fn is_unreachable(s: &Status) -> bool {
 }
 
 impl Pool {
-    pub fn new(urls: &[String], token: &str, metrics: Arc<Metrics>) -> Result<Pool, String> {
-        let value: MetadataValue<Ascii> = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| "the cluster token holds characters that cannot be sent".to_string())?;
-        let auth = Auth(value);
+    /// Channels to `addrs` (each `host:port` or a URL), dialled on first use.
+    pub fn new(
+        addrs: &[String],
+        token: &str,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Pool, ClientError> {
+        let bearer = Bearer::new(token)?;
         let mut nodes = Vec::new();
-        for url in urls {
+        for addr in addrs {
+            let url = endpoint_url(addr).map_err(ClientError)?;
             let ep = Endpoint::from_shared(url.clone())
-                .map_err(|_| format!("{url:?} is not a gRPC endpoint URL"))?
+                .map_err(|_| ClientError(format!("{addr:?} is not a node address")))?
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true);
             let calls_ep = ep.clone().timeout(Duration::from_secs(10));
@@ -119,21 +93,21 @@ impl Pool {
                 .keep_alive_timeout(Duration::from_secs(3))
                 .keep_alive_while_idle(true);
             nodes.push(Node {
-                url: url.clone(),
-                calls: RwLock::new(Clients::new(calls_ep.connect_lazy(), auth.clone())),
-                watch: RwLock::new(Clients::new(watch_ep.connect_lazy(), auth.clone())),
+                url,
+                calls: RwLock::new(Client::new(calls_ep.connect_lazy(), bearer.clone())),
+                watch: RwLock::new(Client::new(watch_ep.connect_lazy(), bearer.clone())),
                 calls_ep,
                 watch_ep,
-                auth: auth.clone(),
+                bearer: bearer.clone(),
             });
         }
         if nodes.is_empty() {
-            return Err("no nodes configured".into());
+            return Err(ClientError("no nodes configured".into()));
         }
         Ok(Pool {
             nodes,
             current: AtomicUsize::new(0),
-            metrics,
+            observer,
         })
     }
 
@@ -154,7 +128,7 @@ impl Pool {
     }
 
     /// The streaming clients of node `i` (for the WatchTasks follower).
-    pub fn watch_clients(&self, i: usize) -> Clients {
+    pub fn watch_clients(&self, i: usize) -> Client {
         self.nodes[i % self.nodes.len()]
             .watch
             .read()
@@ -171,7 +145,7 @@ impl Pool {
     /// are unreachable. `what` names the call in metrics.
     pub async fn call<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, Status>
     where
-        F: Fn(Clients) -> Fut,
+        F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let n = self.nodes.len();
@@ -194,13 +168,13 @@ impl Pool {
                 Ok(resp) => {
                     if i != start {
                         self.current.store(i, Ordering::Relaxed);
-                        self.metrics.failovers.inc();
+                        self.observer.failover();
                         tracing::warn!(from = %self.nodes[start].url, to = %self.nodes[i].url, "failed over to another node");
                     }
                     return Ok(resp.into_inner());
                 }
                 Err(s) => {
-                    self.metrics.grpc_error(what, s.code());
+                    self.observer.error(what, s.code());
                     if !is_unreachable(&s) && s.code() != Code::Unimplemented
                         || what.starts_with("Mirrors.") && s.code() == Code::Unimplemented
                     {

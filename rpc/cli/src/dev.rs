@@ -12,7 +12,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
-use super::{CliError, Client};
+use crate::CliError;
+use gitflock_client::Client;
 use gitflock_proto::v1::Empty;
 
 #[derive(Args, Clone)]
@@ -201,12 +202,10 @@ async fn wait_redis(port: u16, child: &mut Child) -> Result<()> {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(CliError(format!("redis-server exited at start ({status})")));
         }
-        if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/0"))
-            && let Ok(mut c) = client.get_multiplexed_async_connection().await
-            && redis::cmd("PING")
-                .query_async::<String>(&mut c)
-                .await
-                .is_ok()
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if tokio::task::spawn_blocking(move || gitflock_harness::redis_answers(addr))
+            .await
+            .unwrap_or(false)
         {
             return Ok(());
         }
@@ -218,7 +217,7 @@ async fn wait_redis(port: u16, child: &mut Child) -> Result<()> {
 }
 
 pub async fn run(args: DevArgs) -> Result<()> {
-    let data = args.data.clone().unwrap_or_else(super::dev_dir);
+    let data = args.data.clone().unwrap_or_else(crate::dev_dir);
     std::fs::create_dir_all(&data)
         .map_err(|e| CliError(format!("cannot create {}: {e}", data.display())))?;
     let data = data.canonicalize().map_err(|e| CliError(e.to_string()))?;
@@ -412,7 +411,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     println!("Ctrl-C stops the cluster.");
 
     // Run until Ctrl-C / SIGTERM; report a node that dies meanwhile.
-    let stop = crate::node::shutdown_signal();
+    let stop = gitflock_core::shutdown::signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {

@@ -3,6 +3,7 @@
 //! bad entry is INVALID_ARGUMENT and nothing of its request is written (a `WriteLogs` stream is
 //! written whole or not at all).
 
+use super::status::store_status;
 use gitflock_proto::v1::chain_server::Chain as ChainRpc;
 use gitflock_proto::v1::{
     Block, BlockList, ListBlocksRequest, LogEntry, MakeBlockRequest, ReadLogsRequest, StoredEntry,
@@ -12,11 +13,11 @@ use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::chain::entry::{self, Entry};
 use crate::chain::{BlockCheck, Chain, ChainError};
-use crate::config::check_node_name;
 use crate::store::{NewTask, Store};
-use crate::task;
+use gitflock_core::config::check_node_name;
+use gitflock_core::log_entry::{self as entry, Entry};
+use gitflock_core::task;
 
 /// Most entries in one WriteLogs stream (it is written as one unit).
 const MAX_STREAM_ENTRIES: usize = 1_000_000;
@@ -39,10 +40,6 @@ fn chain_status(e: ChainError) -> Status {
         ChainError::Invalid(m) => Status::invalid_argument(m),
         ChainError::Io(m) => Status::internal(m),
     }
-}
-
-fn store_status(e: crate::store::StoreError) -> Status {
-    Status::unavailable(format!("redis unavailable: {e}"))
 }
 
 /// Checks one entry; `create_at` empty becomes 0 (the writer stamps it with now).

@@ -13,7 +13,6 @@
 
 use gitflock_proto::v1::{Task, TaskResult, TaskState};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 /// Names of the states, exactly the seed's.
 pub const STATES: [TaskState; 6] = [
@@ -24,6 +23,10 @@ pub const STATES: [TaskState; 6] = [
     TaskState::Succeed,
     TaskState::Killed,
 ];
+
+/// The task types every node runs. The node's runner registry registers exactly these (a test
+/// holds it to that), and the CLI and the dashboard offer and check them without asking a node.
+pub const KNOWN_TYPES: [&str; 4] = ["echo", "sleep", "mirror", "block"];
 
 pub const MAX_NAME_BYTES: usize = 256;
 pub const MAX_TARGET_BYTES: usize = 4096;
@@ -116,27 +119,6 @@ pub fn shorten(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Parses durations like `500ms`, `2s`, `1m`, `1h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => (&t[..i], &t[i..]),
-        None => (t, "s"),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 2s, 1m"))?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => None,
-    }
-    .ok_or_else(|| format!("{text:?} is not a duration like 500ms, 2s, 1m"))?;
-    Ok(Duration::from_millis(ms))
-}
-
 /// RFC 3339 in UTC with milliseconds; 0 (never) renders as JSON null.
 pub fn rfc3339(ms: i64) -> Value {
     if ms <= 0 {
@@ -199,16 +181,6 @@ mod tests {
         ] {
             assert!(check_id(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("3m").unwrap(), Duration::from_secs(180));
-        assert!(parse_duration("2 weeks").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("99999999999999999999h").is_err());
     }
 
     #[test]

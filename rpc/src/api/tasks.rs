@@ -16,13 +16,14 @@ use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::changes::ChangeHub;
-use crate::config::Config;
-use crate::lease::Lease;
-use crate::membership;
+use super::status::store_status;
+use crate::cluster::lease::Lease;
+use crate::cluster::membership;
+use crate::engine::changes::ChangeHub;
 use crate::runner::Registry;
-use crate::store::{KillOutcome, NewTask, Store, StoreError, TaskQuery};
-use crate::task;
+use crate::store::{KillOutcome, NewTask, Store, TaskQuery};
+use gitflock_core::config::Config;
+use gitflock_core::task;
 
 /// Most ids in one DeleteTasks / KillTasks / WatchTasks call.
 const MAX_IDS: usize = 10_000;
@@ -30,70 +31,6 @@ const MAX_REQUEST_ID: usize = 128;
 
 fn invalid(msg: impl Into<String>) -> Status {
     Status::invalid_argument(msg.into())
-}
-
-fn store_status(e: StoreError) -> Status {
-    match e {
-        StoreError::Invalid(m) => Status::invalid_argument(m),
-        StoreError::NotMaster => Status::failed_precondition("not the master"),
-        StoreError::Redis(e) => {
-            Status::unavailable(format!("redis unavailable: {}", e.kind_name()))
-        }
-    }
-}
-
-trait KindName {
-    fn kind_name(&self) -> String;
-}
-
-impl KindName for redis::RedisError {
-    // The error's category only: a Redis error text could in principle echo a URL.
-    fn kind_name(&self) -> String {
-        if self.is_timeout() {
-            "timed out".into()
-        } else if self.is_connection_refusal() || self.is_io_error() || self.is_connection_dropped()
-        {
-            "connection failed".into()
-        } else {
-            format!("{:?}", self.kind())
-        }
-    }
-}
-
-/// The bearer-token check, in constant time.
-#[derive(Clone)]
-pub struct Auth {
-    expected: Arc<Vec<u8>>,
-}
-
-impl Auth {
-    pub fn new(token: &str) -> Auth {
-        Auth {
-            expected: Arc::new(format!("Bearer {token}").into_bytes()),
-        }
-    }
-}
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let Some(got) = req.metadata().get("authorization") else {
-            return Err(Status::unauthenticated(
-                "missing authorization: Bearer <cluster token>",
-            ));
-        };
-        let got = got.as_bytes();
-        let same = got.len() == self.expected.len()
-            && got
-                .iter()
-                .zip(self.expected.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
-            Ok(req)
-        } else {
-            Err(Status::unauthenticated("wrong cluster token"))
-        }
-    }
 }
 
 pub struct TaskService {

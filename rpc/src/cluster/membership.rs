@@ -23,10 +23,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::lease::Lease;
-use crate::public::{Kind, Msg, Signer, Verifier};
+use crate::cluster::lease::Lease;
+use crate::cluster::public::{Kind, Msg, Signer, Verifier};
 use crate::store::{Beat, NodeRecord, Store, StoreError};
-use crate::worker::Worker;
 use gitflock_proto::v1::AskAliveRequest;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -71,13 +70,20 @@ pub fn state_of(
     }
 }
 
+/// What a heartbeat says of this node's work. The worker implements it; the cluster layer
+/// does not depend on the engine.
+pub trait Load: Send + Sync {
+    fn running(&self) -> usize;
+    fn concurrency(&self) -> usize;
+}
+
 /// Writes this node's presence and heartbeat every `heartbeat`.
 pub struct Presence {
     pub store: Store,
     pub node: String,
     pub addr: String,
     pub heartbeat: Duration,
-    pub worker: Arc<Worker>,
+    pub load: Arc<dyn Load>,
     pub lease: Arc<Lease>,
     pub signer: Arc<Signer>,
     /// Set at shutdown, so heartbeats keep saying "no new work" while runs drain.
@@ -100,8 +106,8 @@ impl Presence {
                 addr: self.addr.clone(),
                 epoch: view.epoch,
                 role: role.into(),
-                load: self.worker.running() as u32,
-                concurrency: self.worker.concurrency() as u32,
+                load: self.load.running() as u32,
+                concurrency: self.load.concurrency() as u32,
                 version: VERSION.into(),
                 ..Default::default()
             },
@@ -111,8 +117,8 @@ impl Presence {
                 &Beat {
                     node: &self.node,
                     addr: &self.addr,
-                    concurrency: self.worker.concurrency(),
-                    running: self.worker.running(),
+                    concurrency: self.load.concurrency(),
+                    running: self.load.running(),
                     version: VERSION,
                     epoch: view.epoch,
                     leaving: self.leaving.load(Ordering::SeqCst),
@@ -124,7 +130,7 @@ impl Presence {
 
     pub async fn run(self, stop: CancellationToken) {
         let mut failing = false;
-        let watchdog = crate::systemd::watchdog_every();
+        let watchdog = gitflock_core::systemd::watchdog_every();
         let mut fed = std::time::Instant::now();
         loop {
             let t0 = std::time::Instant::now();
@@ -140,7 +146,7 @@ impl Presence {
             if let Some(every) = watchdog
                 && fed.elapsed() >= every
             {
-                crate::systemd::watchdog();
+                gitflock_core::systemd::watchdog();
                 fed = std::time::Instant::now();
             }
             match beat {
@@ -209,7 +215,7 @@ impl Membership {
         me: &str,
         store: Store,
         lease: Arc<Lease>,
-        config: &crate::config::ClusterConfig,
+        config: &gitflock_core::config::ClusterConfig,
         wake_dispatch: Arc<Notify>,
         signer: Arc<Signer>,
     ) -> Arc<Membership> {
@@ -561,13 +567,8 @@ impl Membership {
 
 /// A direct gRPC `AskAlive` with the token; true if the node answers as `name`.
 pub async fn probe(addr: &str, name: &str, token: &str) -> bool {
-    let url = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
     let ask = async {
-        let mut c = crate::cli::Client::connect(&url, token, Some(PROBE_TIMEOUT))
+        let mut c = gitflock_client::Client::connect(addr, token, Some(PROBE_TIMEOUT))
             .await
             .ok()?;
         let r = c

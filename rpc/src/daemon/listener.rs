@@ -11,11 +11,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::lease::Lease;
-use crate::membership::Membership;
-use crate::public::Kind;
+use crate::cluster::lease::Lease;
+use crate::cluster::membership::Membership;
+use crate::cluster::public::Kind;
+use crate::engine::worker::Worker;
 use crate::store::Store;
-use crate::worker::Worker;
 
 pub struct Listener {
     pub store: Store,

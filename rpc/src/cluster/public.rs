@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::worker::now_ms;
+use gitflock_core::clock::now_ms;
 
 /// Messages further than this from the receiver's clock are dropped.
 pub const MAX_SKEW_MS: i64 = 30_000;

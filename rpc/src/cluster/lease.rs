@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::public::{Kind, Msg, Signer};
+use crate::cluster::public::{Kind, Msg, Signer};
 use crate::store::{LeaseAcquire, Store};
 
 /// Longest wait between two looks at a lease someone else holds.

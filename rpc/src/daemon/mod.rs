@@ -6,24 +6,27 @@
 //! tasks finish for the grace period, then hand the rest back; record every result; stop the
 //! gRPC server; exit 0.
 
+pub mod listener;
+
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::Auth;
+use crate::api::chain::ChainService;
+use crate::api::tasks::{NodeService, TaskService};
 use crate::chain::{self, Chain};
-use crate::chain_service::ChainService;
-use crate::changes::ChangeHub;
-use crate::config::Config;
-use crate::dispatch::Dispatcher;
-use crate::lease::Lease;
-use crate::listener::Listener;
-use crate::membership::{Membership, Presence};
-use crate::public::Signer;
+use crate::cluster::lease::Lease;
+use crate::cluster::membership::{Membership, Presence};
+use crate::cluster::public::Signer;
+use crate::daemon::listener::Listener;
+use crate::engine::changes::ChangeHub;
+use crate::engine::dispatch::Dispatcher;
+use crate::engine::worker::Worker;
 use crate::runner;
 use crate::runner::Registry;
-use crate::service::{Auth, NodeService, TaskService};
 use crate::store::Store;
-use crate::worker::Worker;
+use gitflock_core::config::Config;
 use gitflock_proto::v1::chain_server::ChainServer;
 use gitflock_proto::v1::mirrors_server::MirrorsServer;
 use gitflock_proto::v1::{nodes_server::NodesServer, tasks_server::TasksServer};
@@ -73,17 +76,6 @@ async fn connect(config: &Config, stop: &CancellationToken) -> Option<Store> {
     }
 }
 
-/// Resolves when SIGTERM or SIGINT arrives.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
-
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let name = config.node.name.clone();
@@ -110,7 +102,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let signalled = stop.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        gitflock_core::shutdown::signal().await;
         tracing::info!("shutting down");
         signalled.cancel();
     });
@@ -246,7 +238,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         node: name.clone(),
         addr: config.node.advertise.clone(),
         heartbeat: config.cluster.heartbeat,
-        worker: worker.clone(),
+        load: worker.clone(),
         lease: lease.clone(),
         signer,
         leaving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -328,7 +320,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         lease: lease.clone(),
         config: config.clone(),
     };
-    let mirrors = crate::mirror_service::MirrorService {
+    let mirrors = crate::api::mirrors::MirrorService {
         store: store.clone(),
         config: config.mirror.clone(),
     };
@@ -377,9 +369,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "node ready"
     );
 
-    crate::systemd::ready();
+    gitflock_core::systemd::ready();
     stop.cancelled().await;
-    crate::systemd::stopping();
+    gitflock_core::systemd::stopping();
 
     // 1. Mastership goes at once to another node (announced on the Public channel).
     lease_stop.cancel();
