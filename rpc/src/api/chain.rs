@@ -14,10 +14,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::chain::{BlockCheck, Chain, ChainError};
-use crate::store::{NewTask, Store};
+use crate::store::Store;
 use gitflock_core::config::check_node_name;
 use gitflock_core::log_entry::{self as entry, Entry};
-use gitflock_core::task;
 
 /// Most entries in one WriteLogs stream (it is written as one unit).
 const MAX_STREAM_ENTRIES: usize = 1_000_000;
@@ -205,22 +204,9 @@ impl ChainRpc for ChainService {
                 "no [chain] remote is configured: blocks have nowhere to go",
             ));
         }
-        let t = NewTask {
-            id: task::new_id(),
-            name: if node.is_empty() {
-                "block (all nodes)".into()
-            } else {
-                format!("block {node}")
-            },
-            kind: "block".into(),
-            target: node.clone(),
-            interval_secs: 0,
-            max_attempts: 3,
-            timeout_secs: 300,
-            request_id: String::new(),
-            pin: node,
-        };
-        let (_, id) = self.store.create(&t).await.map_err(store_status)?;
+        let (_, id) = self
+            .store
+            .create(&crate::runner::block::one_off(&node)).await.map_err(store_status)?;
         let task = self.store.get_task(&id, true).await.map_err(store_status)?;
         task.map(Response::new)
             .ok_or_else(|| Status::internal("the block task vanished"))

@@ -171,24 +171,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }));
     crate::mirror::fetch::set_timeouts(Duration::from_secs(10), Duration::from_secs(120));
     if config.chain.remote.is_some() && !config.chain.block_interval.is_zero() {
-        // This node's standing recurring block task, made once (its id is derived from the
-        // node name).
-        let id = uuid::Uuid::new_v5(
-            &uuid::Uuid::NAMESPACE_OID,
-            format!("gitflock-block:{name}").as_bytes(),
-        );
+        // This node's standing recurring block task, made once.
         store
-            .create(&crate::store::NewTask {
-                id: id.hyphenated().to_string(),
-                name: format!("block {name}"),
-                kind: "block".into(),
-                target: name.clone(),
-                interval_secs: config.chain.block_interval.as_secs(),
-                max_attempts: 3,
-                timeout_secs: 300,
-                request_id: String::new(),
-                pin: name.clone(),
-            })
+            .create(&runner::block::standing(&name, config.chain.block_interval))
             .await?;
     }
     let signer = Arc::new(Signer::new(&config.cluster.token, &name));

@@ -76,6 +76,39 @@ impl Runner for Block {
     }
 }
 
+/// A one-off block task: of `node` (pinned there), or of every live node (`""`).
+pub fn one_off(node: &str) -> NewTask {
+    NewTask {
+        id: task::new_id(),
+        name: if node.is_empty() {
+            "block (all nodes)".into()
+        } else {
+            format!("block {node}")
+        },
+        kind: "block".into(),
+        target: node.to_string(),
+        interval_secs: 0,
+        max_attempts: 3,
+        timeout_secs: 300,
+        request_id: String::new(),
+        pin: node.to_string(),
+    }
+}
+
+/// `node`'s standing recurring block task. Its id is derived from the node name, so creating
+/// it at every start makes it once.
+pub fn standing(node: &str, interval: std::time::Duration) -> NewTask {
+    let id = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("gitflock-block:{node}").as_bytes(),
+    );
+    NewTask {
+        id: id.hyphenated().to_string(),
+        interval_secs: interval.as_secs(),
+        ..one_off(node)
+    }
+}
+
 /// One pinned block task per live node.
 async fn request_all(ctx: &Context) -> Result<String, String> {
     let (nodes, now) = ctx.store.nodes().await.map_err(|e| e.to_string())?;
@@ -84,18 +117,7 @@ async fn request_all(ctx: &Context) -> Result<String, String> {
         if n.dead || n.leaving || now - n.last_heartbeat > 10_000 {
             continue;
         }
-        let t = NewTask {
-            id: task::new_id(),
-            name: format!("block {}", n.name),
-            kind: "block".into(),
-            target: n.name.clone(),
-            interval_secs: 0,
-            max_attempts: 3,
-            timeout_secs: 300,
-            request_id: String::new(),
-            pin: n.name.clone(),
-        };
-        ctx.store.create(&t).await.map_err(|e| e.to_string())?;
+        ctx.store.create(&one_off(&n.name)).await.map_err(|e| e.to_string())?;
         asked.push(n.name);
     }
     if asked.is_empty() {
