@@ -3,6 +3,9 @@
 //! Every key is declared once in [`KEYS`]; the file may hold only those keys, and each value is
 //! checked against its kind, so a bad config is one line naming the key (the binaries exit 2).
 
+mod raw;
+
+use raw::Raw;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,51 +15,6 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[error("config: {0}")]
 pub struct ConfigError(pub String);
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    Str,
-    Int,
-    Bool,
-    /// A list of strings; in the environment, comma-separated.
-    List,
-}
-
-/// Every known key: section, key, kind.
-const KEYS: &[(&str, &str, Kind)] = &[
-    ("node", "name", Kind::Str),
-    ("node", "data_dir", Kind::Str),
-    ("node", "grpc_listen", Kind::Str),
-    ("node", "advertise", Kind::Str),
-    ("node", "concurrency", Kind::Int),
-    ("node", "task_timeout_secs", Kind::Int),
-    ("node", "max_attempts", Kind::Int),
-    ("node", "metrics_listen", Kind::Str),
-    ("redis", "url", Kind::Str),
-    ("redis", "prefix", Kind::Str),
-    ("cluster", "token", Kind::Str),
-    ("cluster", "heartbeat_ms", Kind::Int),
-    ("cluster", "dead_after_ms", Kind::Int),
-    ("cluster", "lease_ms", Kind::Int),
-    ("mirror", "interval_secs", Kind::Int),
-    ("mirror", "list_url", Kind::Str),
-    ("mirror", "list_refresh_secs", Kind::Int),
-    ("mirror", "allow_file_urls", Kind::Bool),
-    ("mirror", "list_max_remove_percent", Kind::Int),
-    ("mirror", "serve_listen", Kind::Str),
-    ("mirror", "serve_advertise", Kind::Str),
-    ("mirror", "webhook_secret", Kind::Str),
-    ("mirror", "settle_secs", Kind::Int),
-    ("mirror", "host_connections", Kind::Int),
-    ("chain", "remote", Kind::Str),
-    ("chain", "branch", Kind::Str),
-    ("chain", "block_interval_secs", Kind::Int),
-    ("web", "listen", Kind::Str),
-    ("web", "nodes", Kind::List),
-    ("web", "password", Kind::Str),
-    ("web", "password_hash", Kind::Str),
-    ("web", "session_secs", Kind::Int),
-];
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -144,131 +102,6 @@ pub struct Config {
     pub extra: BTreeMap<String, toml::Value>,
 }
 
-/// The raw key/value view: file values, then environment overrides on top.
-struct Raw {
-    values: BTreeMap<(String, String), toml::Value>,
-}
-
-impl Raw {
-    fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Raw, ConfigError> {
-        let mut values = BTreeMap::new();
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-                let msg = e.message().to_string();
-                ConfigError(format!("{}: {}", path.display(), msg.trim()))
-            })?;
-            for (section, body) in table {
-                let toml::Value::Table(body) = body else {
-                    return Err(ConfigError(format!("[{section}] must be a section")));
-                };
-                for (key, value) in body {
-                    let Some(kind) = kind_of(&section, &key) else {
-                        return Err(ConfigError(format!("unknown key [{section}] {key}")));
-                    };
-                    check_kind(&section, &key, kind, &value)?;
-                    values.insert((section.clone(), key), value);
-                }
-            }
-        }
-        for &(section, key, kind) in KEYS {
-            let var = format!("GITFLOCK_{}_{}", section.to_uppercase(), key.to_uppercase());
-            let Some(text) = env(&var) else { continue };
-            let value = match kind {
-                Kind::Str => toml::Value::String(text),
-                Kind::Int => toml::Value::Integer(text.trim().parse().map_err(|_| {
-                    ConfigError(format!(
-                        "[{section}] {key} (from {var}): expected an integer, got {text:?}"
-                    ))
-                })?),
-                Kind::Bool => toml::Value::Boolean(match text.trim() {
-                    "1" | "true" | "yes" | "on" => true,
-                    "0" | "false" | "no" | "off" | "" => false,
-                    _ => {
-                        return Err(ConfigError(format!(
-                            "[{section}] {key} (from {var}): expected true or false, got {text:?}"
-                        )));
-                    }
-                }),
-                Kind::List => toml::Value::Array(
-                    text.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(|s| toml::Value::String(s.to_string()))
-                        .collect(),
-                ),
-            };
-            values.insert((section.to_string(), key.to_string()), value);
-        }
-        Ok(Raw { values })
-    }
-
-    fn get(&self, section: &str, key: &str) -> Option<&toml::Value> {
-        self.values.get(&(section.to_string(), key.to_string()))
-    }
-
-    fn str(&self, section: &str, key: &str) -> Option<String> {
-        self.get(section, key)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    }
-
-    /// An integer in `[min, max]`, or the default.
-    fn int(
-        &self,
-        section: &str,
-        key: &str,
-        default: i64,
-        min: i64,
-        max: i64,
-    ) -> Result<i64, ConfigError> {
-        let Some(v) = self.get(section, key).and_then(|v| v.as_integer()) else {
-            return Ok(default);
-        };
-        if v < min || v > max {
-            return Err(ConfigError(format!(
-                "[{section}] {key}: {v} is out of range {min}..={max}"
-            )));
-        }
-        Ok(v)
-    }
-}
-
-fn kind_of(section: &str, key: &str) -> Option<Kind> {
-    KEYS.iter()
-        .find(|(s, k, _)| *s == section && *k == key)
-        .map(|(_, _, kind)| *kind)
-}
-
-fn check_kind(
-    section: &str,
-    key: &str,
-    kind: Kind,
-    value: &toml::Value,
-) -> Result<(), ConfigError> {
-    let ok = match kind {
-        Kind::Str => value.is_str(),
-        Kind::Int => value.is_integer(),
-        Kind::Bool => value.is_bool(),
-        Kind::List => value
-            .as_array()
-            .is_some_and(|a| a.iter().all(|v| v.is_str())),
-    };
-    if ok {
-        return Ok(());
-    }
-    let want = match kind {
-        Kind::Str => "a string",
-        Kind::Int => "an integer",
-        Kind::Bool => "true or false",
-        Kind::List => "a list of strings",
-    };
-    Err(ConfigError(format!(
-        "[{section}] {key}: expected {want}, got {value}"
-    )))
-}
-
 /// The default node name: the host name, made safe as a node name.
 pub fn default_node_name() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
@@ -319,24 +152,84 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let raw = Raw::load(file, env)?;
+        let extra = raw
+            .values
+            .iter()
+            .filter(|((s, _), _)| {
+                !matches!(
+                    s.as_str(),
+                    "node" | "redis" | "cluster" | "chain" | "mirror"
+                )
+            })
+            .map(|((s, k), v)| (format!("{s}.{k}"), v.clone()))
+            .collect();
+        Ok(Config {
+            node: NodeConfig::from_raw(&raw)?,
+            redis: RedisConfig::from_raw(&raw)?,
+            cluster: ClusterConfig::from_raw(&raw)?,
+            chain: ChainConfig::from_raw(&raw)?,
+            mirror: MirrorConfig::from_raw(&raw)?,
+            extra,
+        })
+    }
+}
 
+/// An optional `host:port` socket address; `example` shows the expected form in the error.
+fn socket_addr(
+    raw: &Raw,
+    section: &str,
+    key: &str,
+    default: Option<&str>,
+    example: &str,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let text = match raw.str(section, key) {
+        Some(t) if t.trim().is_empty() => return Ok(None),
+        Some(t) => t,
+        None => match default {
+            Some(d) => d.to_string(),
+            None => return Ok(None),
+        },
+    };
+    text.trim().parse().map(Some).map_err(|_| {
+        ConfigError(format!(
+            "[{section}] {key}: {text:?} is not an address like {example}"
+        ))
+    })
+}
+
+fn secs(
+    raw: &Raw,
+    section: &str,
+    key: &str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(
+        raw.int(section, key, default, min, max)? as u64,
+    ))
+}
+
+impl NodeConfig {
+    fn from_raw(raw: &Raw) -> Result<NodeConfig, ConfigError> {
         let name = raw.str("node", "name").unwrap_or_else(default_node_name);
         check_node_name(&name).map_err(|e| ConfigError(format!("[node] name {name:?}: {e}")))?;
         let data_dir = raw
             .str("node", "data_dir")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("./data").join(&name));
-        let listen_text = raw
-            .str("node", "grpc_listen")
-            .unwrap_or_else(|| "127.0.0.1:6666".into());
-        let grpc_listen: SocketAddr = listen_text.parse().map_err(|_| {
-            ConfigError(format!(
-                "[node] grpc_listen: {listen_text:?} is not an address like 127.0.0.1:6666"
-            ))
-        })?;
-        let advertise = raw
-            .str("node", "advertise")
-            .unwrap_or_else(|| listen_text.clone());
+        let grpc_listen = socket_addr(
+            raw,
+            "node",
+            "grpc_listen",
+            Some("127.0.0.1:6666"),
+            "127.0.0.1:6666",
+        )?
+        .ok_or_else(|| ConfigError("[node] grpc_listen: is empty".into()))?;
+        let advertise = raw.str("node", "advertise").unwrap_or_else(|| {
+            raw.str("node", "grpc_listen")
+                .unwrap_or_else(|| "127.0.0.1:6666".into())
+        });
         if advertise.is_empty()
             || advertise.len() > 256
             || advertise.chars().any(char::is_whitespace)
@@ -345,19 +238,21 @@ impl Config {
                 "[node] advertise: {advertise:?} is not an address"
             )));
         }
-        let concurrency = raw.int("node", "concurrency", 16, 0, 4096)? as usize;
-        let task_timeout =
-            Duration::from_secs(raw.int("node", "task_timeout_secs", 3600, 1, 7 * 86400)? as u64);
-        let max_attempts = raw.int("node", "max_attempts", 3, 1, 100)? as u32;
-        let metrics_listen = match raw.str("node", "metrics_listen").filter(|s| !s.is_empty()) {
-            None => None,
-            Some(t) => Some(t.parse::<SocketAddr>().map_err(|_| {
-                ConfigError(format!(
-                    "[node] metrics_listen: {t:?} is not an address like 127.0.0.1:9666"
-                ))
-            })?),
-        };
+        Ok(NodeConfig {
+            data_dir,
+            grpc_listen,
+            advertise,
+            concurrency: raw.int("node", "concurrency", 16, 0, 4096)? as usize,
+            task_timeout: secs(raw, "node", "task_timeout_secs", 3600, 1, 7 * 86400)?,
+            max_attempts: raw.int("node", "max_attempts", 3, 1, 100)? as u32,
+            metrics_listen: socket_addr(raw, "node", "metrics_listen", None, "127.0.0.1:9666")?,
+            name,
+        })
+    }
+}
 
+impl RedisConfig {
+    fn from_raw(raw: &Raw) -> Result<RedisConfig, ConfigError> {
         let url = raw
             .str("redis", "url")
             .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into());
@@ -382,7 +277,12 @@ impl Config {
                 "[redis] prefix {prefix:?}: 1 to 64 letters, digits, '-', '_' or '.'"
             )));
         }
+        Ok(RedisConfig { url, prefix })
+    }
+}
 
+impl ClusterConfig {
+    fn from_raw(raw: &Raw) -> Result<ClusterConfig, ConfigError> {
         let token = raw.str("cluster", "token").unwrap_or_default();
         if token.is_empty() {
             return Err(ConfigError(
@@ -397,17 +297,24 @@ impl Config {
         let heartbeat = raw.int("cluster", "heartbeat_ms", 500, 50, 60_000)?;
         let dead_after = raw.int("cluster", "dead_after_ms", 2000, 100, 600_000)?;
         let lease = raw.int("cluster", "lease_ms", 2000, 100, 600_000)?;
-        if dead_after < 2 * heartbeat {
-            return Err(ConfigError(format!(
-                "[cluster] dead_after_ms: {dead_after} must be at least twice heartbeat_ms ({heartbeat})"
-            )));
+        for (key, value) in [("dead_after_ms", dead_after), ("lease_ms", lease)] {
+            if value < 2 * heartbeat {
+                return Err(ConfigError(format!(
+                    "[cluster] {key}: {value} must be at least twice heartbeat_ms ({heartbeat})"
+                )));
+            }
         }
-        if lease < 2 * heartbeat {
-            return Err(ConfigError(format!(
-                "[cluster] lease_ms: {lease} must be at least twice heartbeat_ms ({heartbeat})"
-            )));
-        }
+        Ok(ClusterConfig {
+            token,
+            heartbeat: Duration::from_millis(heartbeat as u64),
+            dead_after: Duration::from_millis(dead_after as u64),
+            lease: Duration::from_millis(lease as u64),
+        })
+    }
+}
 
+impl ChainConfig {
+    fn from_raw(raw: &Raw) -> Result<ChainConfig, ConfigError> {
         let remote = raw.str("chain", "remote").filter(|r| !r.trim().is_empty());
         if let Some(r) = &remote
             && (r.starts_with('-') || r.contains("::") || r.chars().any(char::is_control))
@@ -430,37 +337,34 @@ impl Config {
                 "[chain] branch {branch:?}: not a valid branch name pattern"
             )));
         }
-        let block_interval =
-            Duration::from_secs(
-                raw.int("chain", "block_interval_secs", 3600, 0, 366 * 86400)? as u64,
-            );
+        Ok(ChainConfig {
+            remote,
+            branch,
+            block_interval: secs(raw, "chain", "block_interval_secs", 3600, 0, 366 * 86400)?,
+        })
+    }
+}
 
+impl MirrorConfig {
+    fn from_raw(raw: &Raw) -> Result<MirrorConfig, ConfigError> {
         let list_url = raw
             .str("mirror", "list_url")
             .filter(|r| !r.trim().is_empty());
-        let allow_file_urls = raw
-            .get("mirror", "allow_file_urls")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
         if let Some(u) = &list_url {
             crate::mirror_url::MirrorUrl::parse(u, true)
                 .map_err(|e| ConfigError(format!("[mirror] list_url: {e}")))?;
         }
-        let serve_listen = match raw.str("mirror", "serve_listen") {
-            Some(s) if s.trim().is_empty() => None,
-            Some(s) => Some(s.parse().map_err(|_| {
-                ConfigError(format!("[mirror] serve_listen {s:?}: expected host:port"))
-            })?),
-            None => Some("127.0.0.1:9418".parse().expect("literal")),
-        };
+        let serve_listen = socket_addr(
+            raw,
+            "mirror",
+            "serve_listen",
+            Some("127.0.0.1:9418"),
+            "127.0.0.1:9418",
+        )?;
         let serve_advertise = raw
             .str("mirror", "serve_advertise")
             .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| {
-                serve_listen
-                    .map(|a: std::net::SocketAddr| a.to_string())
-                    .unwrap_or_default()
-            });
+            .unwrap_or_else(|| serve_listen.map(|a| a.to_string()).unwrap_or_default());
         if serve_advertise
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '/')
@@ -469,63 +373,21 @@ impl Config {
                 "[mirror] serve_advertise {serve_advertise:?}: expected host:port"
             )));
         }
-        let mirror = MirrorConfig {
+        Ok(MirrorConfig {
             interval_secs: raw.int("mirror", "interval_secs", 600, 1, 366 * 86400)? as u64,
             list_url,
-            list_refresh: Duration::from_secs(raw.int(
-                "mirror",
-                "list_refresh_secs",
-                300,
-                1,
-                366 * 86400,
-            )? as u64),
+            list_refresh: secs(raw, "mirror", "list_refresh_secs", 300, 1, 366 * 86400)?,
             list_max_remove_percent: raw.int("mirror", "list_max_remove_percent", 20, 0, 100)?
                 as u32,
-            allow_file_urls,
+            allow_file_urls: raw
+                .get("mirror", "allow_file_urls")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
             serve_listen,
             serve_advertise,
             webhook_secret: raw.str("mirror", "webhook_secret").unwrap_or_default(),
-            settle: Duration::from_secs(raw.int("mirror", "settle_secs", 30, 0, 86400)? as u64),
+            settle: secs(raw, "mirror", "settle_secs", 30, 0, 86400)?,
             host_connections: raw.int("mirror", "host_connections", 4, 1, 256)? as usize,
-        };
-
-        let extra = raw
-            .values
-            .iter()
-            .filter(|((s, _), _)| {
-                !matches!(
-                    s.as_str(),
-                    "node" | "redis" | "cluster" | "chain" | "mirror"
-                )
-            })
-            .map(|((s, k), v)| (format!("{s}.{k}"), v.clone()))
-            .collect();
-
-        Ok(Config {
-            node: NodeConfig {
-                name,
-                data_dir,
-                grpc_listen,
-                advertise,
-                concurrency,
-                task_timeout,
-                max_attempts,
-                metrics_listen,
-            },
-            redis: RedisConfig { url, prefix },
-            cluster: ClusterConfig {
-                token,
-                heartbeat: Duration::from_millis(heartbeat as u64),
-                dead_after: Duration::from_millis(dead_after as u64),
-                lease: Duration::from_millis(lease as u64),
-            },
-            chain: ChainConfig {
-                remote,
-                branch,
-                block_interval,
-            },
-            mirror,
-            extra,
         })
     }
 }
