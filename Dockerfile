@@ -2,7 +2,7 @@
 # dashboard gitflock-web) on the gitflock base image. It runs a node by default; the compose
 # service `web` runs `gitflock-web` from it.
 #
-#   cargo build --release --bins -p gitflock-rpc -p gitflock-web   # on Debian bookworm (the base's glibc)
+#   cargo build --release --bins -p gitflock-rpc -p gitflock-cli -p gitflock-web   # on Debian bookworm (the base's glibc)
 #   scripts/build-base-image.sh                    # gitflock/base:bookworm from Debian packages
 #   docker build -t gitflock/node:dev .            # or: docker-compose build
 #

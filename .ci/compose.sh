@@ -165,8 +165,8 @@ fi
 say "compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || echo '?'))"
 
 if [ ! -x target/release/gitflock-node ] || [ ! -x "$CLI" ] || [ ! -x target/release/gitflock-web ]; then
-  phase "building the release binaries (cargo build --release --bins -p gitflock-rpc -p gitflock-web)"
-  cargo build --release --bins -p gitflock-rpc -p gitflock-web || die "cargo build failed"
+  phase "building the release binaries (cargo build --release --bins -p gitflock-rpc -p gitflock-cli -p gitflock-web)"
+  cargo build --release --bins -p gitflock-rpc -p gitflock-cli -p gitflock-web || die "cargo build failed"
 fi
 
 random_text() { head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$1"; }

@@ -42,7 +42,7 @@ fi
 if [ ! -x target/release/gitflock-node ] || [ ! -x target/release/gitflock ] ||
   [ ! -x target/release/gitflock-web ]; then
   step "building the release binaries"
-  cargo build --release --bins -p gitflock-rpc -p gitflock-web || exit 1
+  cargo build --release --bins -p gitflock-rpc -p gitflock-cli -p gitflock-web || exit 1
 fi
 
 user_missing=0

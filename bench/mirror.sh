@@ -95,7 +95,7 @@ maximum() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 now_ms() { date +%s%3N; }
 
 log "building (release)"
-(cd "$top" && cargo build --release -q --bins -p gitflock-rpc)
+(cd "$top" && cargo build --release -q --bins -p gitflock-rpc -p gitflock-cli)
 target=$(cd "$top" && cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 node_bin=$target/release/gitflock-node
