@@ -87,7 +87,7 @@ impl Node {
             data_dir: config.node.data_dir.clone(),
             mirror: config.mirror.clone(),
         }));
-        crate::mirror::fetch::set_timeouts(Duration::from_secs(10), Duration::from_secs(120));
+        crate::mirror::set_timeouts(Duration::from_secs(10), Duration::from_secs(120));
         if config.chain.remote.is_some() && !config.chain.block_interval.is_zero() {
             store
                 .create(&runner::block::standing(&name, config.chain.block_interval))

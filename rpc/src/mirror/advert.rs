@@ -280,32 +280,24 @@ impl<R: Read> Reader<'_, R> {
     }
 }
 
-/// Reads the advertisement of any URL libgit2 can fetch from, through a remote with no
-/// repository (credentials from the URL or the ssh agent, as for a fetch).
-pub fn read_libgit2(url: &str, cancel: &CancellationToken) -> Result<Advert, String> {
-    let clean = |e: git2::Error| gitflock_core::redact::redact(e.message());
-    let mut remote = git2::Remote::create_detached(url).map_err(clean)?;
-    let conn = remote
-        .connect_auth(
-            git2::Direction::Fetch,
-            Some(super::fetch::callbacks(url, cancel)),
-            None,
-        )
-        .map_err(|e| {
-            if cancel.is_cancelled() {
-                "cancelled".to_string()
-            } else {
-                clean(e)
-            }
-        })?;
-    let heads = conn.list().map_err(clean)?;
+/// The digest of a ref listing, and the upstream's default branch (what its `HEAD` names).
+pub(super) fn digest_listing(heads: &[git2::RemoteHead<'_>]) -> (Advert, Option<String>) {
     let branch = heads
         .iter()
         .find(|h| h.name() == "HEAD")
         .and_then(|h| h.symref_target().map(str::to_string));
-    let mut d = Digest::new(branch);
+    let mut d = Digest::new(branch.clone());
     for h in heads {
         d.add(h.name(), h.oid().as_bytes());
     }
-    Ok(d.finish())
+    (d.finish(), branch)
+}
+
+/// Reads the advertisement of any URL libgit2 can fetch from, through a remote with no
+/// repository (credentials from the URL or the ssh agent, as for a fetch).
+pub fn read_libgit2(url: &str, cancel: &CancellationToken) -> Result<Advert, String> {
+    let mut remote = git2::Remote::create_detached(url).map_err(super::remote::clean)?;
+    let conn = super::remote::connect(&mut remote, url, cancel)?;
+    let heads = conn.list().map_err(super::remote::clean)?;
+    Ok(digest_listing(heads).0)
 }

@@ -7,12 +7,12 @@
 //! `+refs/*:refs/*` over the same connection; refs the upstream no longer has are deleted, and
 //! HEAD follows the upstream's default branch. Cancellation (kill, timeout, shutdown) is
 //! checked in the transfer callbacks; connect and read timeouts are libgit2's process-wide
-//! ones, set at start by [`set_timeouts`] (which also sets the native reader's). Credentials
+//! ones, set at start by [`super::set_timeouts`] (which also sets the native reader's). Credentials
 //! callbacks try once each, never loop. At most `host_connections` connects and listings run
 //! at once per upstream host. When fetches have left more than [`REPACK_PACKS`] packs,
 //! `git repack -a -d` folds them.
 
-use git2::{AutotagOption, Direction, FetchOptions, RemoteCallbacks, Repository};
+use git2::{AutotagOption, FetchOptions, Repository};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,20 +23,6 @@ use tokio_util::sync::CancellationToken;
 
 /// More packs than this and the mirror is repacked after the fetch.
 pub const REPACK_PACKS: usize = 16;
-
-/// libgit2's process-wide network timeouts.
-pub fn set_timeouts(connect: Duration, io: Duration) {
-    super::advert::set_timeouts(connect, io);
-    // SAFETY: called once at start, before any git network operation runs.
-    unsafe {
-        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(
-            connect.as_millis().min(i32::MAX as u128) as i32,
-        );
-        let _ = git2::opts::set_server_timeout_in_milliseconds(
-            io.as_millis().min(i32::MAX as u128) as i32,
-        );
-    }
-}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
@@ -108,7 +94,7 @@ fn claim_dir(dir: &Path, cancel: &CancellationToken) -> Result<BusyGuard, String
 /// reading a single local ref.
 const STATE_FILE: &str = "gitflock-upstream";
 
-use super::advert::{Advert, Digest, is_mirrored};
+use super::advert::{Advert, is_mirrored};
 
 /// Connections being opened per upstream host in this process, and how many may be: an
 /// upstream is not stormed with connects (a `git daemon` listens with a backlog of 5; a burst
@@ -199,30 +185,14 @@ pub fn sync(
             });
         }
     }
-    let clean = |e: git2::Error| gitflock_core::redact::redact(e.message());
+    let clean = super::remote::clean;
     let (repo, cloned) = open_or_init(dir)?;
 
     let mut remote = repo.remote_anonymous(url).map_err(clean)?;
     let slot = host_slot(host, host_connections, cancel)?;
-    let mut conn = remote
-        .connect_auth(Direction::Fetch, Some(callbacks(url, cancel)), None)
-        .map_err(|e| {
-            if cancel.is_cancelled() {
-                "cancelled".to_string()
-            } else {
-                clean(e)
-            }
-        })?;
+    let mut conn = super::remote::connect(&mut remote, url, cancel)?;
     let heads = conn.list().map_err(clean)?;
-    let default_branch = heads
-        .iter()
-        .find(|h| h.name() == "HEAD")
-        .and_then(|h| h.symref_target().map(str::to_string));
-    let mut digest = Digest::new(default_branch.clone());
-    for h in heads {
-        digest.add(h.name(), h.oid().as_bytes());
-    }
-    let Advert { state, head, .. } = digest.finish();
+    let (Advert { state, head, .. }, default_branch) = super::advert::digest_listing(heads);
     let default_branch = default_branch.filter(|_| !head.is_empty());
     // The connect and the ref listing are done; a fetch (long, or nothing) holds no slot.
     drop(slot);
@@ -254,18 +224,12 @@ pub fn sync(
     }
     if report.added + report.updated > 0 {
         let mut opts = FetchOptions::new();
-        opts.remote_callbacks(callbacks(url, cancel));
+        opts.remote_callbacks(super::remote::callbacks(url, cancel));
         opts.download_tags(AutotagOption::None);
         opts.update_fetchhead(false);
         let r = conn.remote();
         r.fetch(&["+refs/*:refs/*"], Some(&mut opts), None)
-            .map_err(|e| {
-                if cancel.is_cancelled() {
-                    "cancelled".to_string()
-                } else {
-                    clean(e)
-                }
-            })?;
+            .map_err(|e| super::remote::failed(e, cancel))?;
         report.bytes = r.stats().received_bytes() as u64;
     }
     drop(conn);
@@ -331,33 +295,6 @@ fn local_refs(repo: &Repository) -> Result<BTreeMap<String, git2::Oid>, git2::Er
         }
     }
     Ok(out)
-}
-
-pub(super) fn callbacks<'a>(url: &'a str, cancel: &'a CancellationToken) -> RemoteCallbacks<'a> {
-    let mut cb = RemoteCallbacks::new();
-    let mut tried_plain = false;
-    let mut tried_agent = false;
-    cb.credentials(move |_url, user_from_url, allowed| {
-        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) && !tried_plain {
-            tried_plain = true;
-            if let Ok(u) = url::Url::parse(url)
-                && !u.username().is_empty()
-            {
-                let user = percent_encoding::percent_decode_str(u.username()).decode_utf8_lossy();
-                let pass = percent_encoding::percent_decode_str(u.password().unwrap_or(""))
-                    .decode_utf8_lossy();
-                return git2::Cred::userpass_plaintext(&user, &pass);
-            }
-        }
-        if allowed.contains(git2::CredentialType::SSH_KEY) && !tried_agent {
-            tried_agent = true;
-            return git2::Cred::ssh_key_from_agent(user_from_url.unwrap_or("git"));
-        }
-        Err(git2::Error::from_str("authentication failed"))
-    });
-    cb.transfer_progress(move |_| !cancel.is_cancelled());
-    cb.sideband_progress(move |_| !cancel.is_cancelled());
-    cb
 }
 
 /// Counts packs; above the limit runs `git repack -a -d` (killed on cancel).
