@@ -1,5 +1,6 @@
-//! Who may do what: the login password, signed session cookies, CSRF tokens, the login rate
-//! limit, and [`guard`], the middleware that applies them to every route.
+//! Who may do what: the login password, signed session cookies, CSRF tokens and the login
+//! rate limit ([`Auth`]), the cookies that carry them, and [`Viewer`], who a request is from.
+//! The `guard` middleware applies these rules to every route.
 //!
 //! - A session is a cookie `gitflock_session=v1.<expiry>.<sid>.<mac>`: the MAC is
 //!   HMAC-SHA256 over expiry and a random session id, keyed by a secret derived from the
@@ -13,22 +14,19 @@
 //!   so another site cannot log a browser into a session of its choosing (login CSRF).
 //! - API clients may send `Authorization: Bearer <cluster token>` instead of a cookie; a
 //!   Bearer request carries no ambient authority, so it needs no CSRF token.
-//! - Open routes: `/login`, `/healthz`, `/static/*`, and `POST /hooks/push` (the node checks
-//!   the webhook's own secret).
+//! - Open routes need none of this: `/login`, `/healthz`, the assets, and `POST /hooks/push`
+//!   (the node checks the webhook's own secret); the route table lists them (`routes::is_open`).
 
-use crate::app::AppState;
 use crate::config::Password;
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{Method, header};
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, HttpResponse, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, web};
+use gitflock_core::secret;
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -50,7 +48,7 @@ const LOGIN_FORM: Kind = ("l1", "login");
 const LOGIN_FAILURES: usize = 5;
 const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
-/// Who is asking, as the handlers see it (a request extension set by [`guard`]).
+/// Who is asking, as the handlers see it (a request extension set by the `guard` middleware).
 #[derive(Clone, Debug)]
 pub struct Viewer {
     /// The CSRF token to put into forms; empty for Bearer clients.
@@ -66,19 +64,7 @@ pub struct Auth {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Equality of secrets without an early exit (compares digests, so lengths do not leak).
-fn same_secret(a: &str, b: &str) -> bool {
-    let (da, db) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    da.iter()
-        .zip(db.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    (gitflock_core::clock::now_ms() / 1000) as u64
 }
 
 impl Auth {
@@ -131,7 +117,8 @@ impl Auth {
         if exp_n <= now_secs() {
             return None;
         }
-        same_secret(&self.mac(&[domain, exp, id]), mac).then(|| id.to_string())
+        secret::same(self.mac(&[domain, exp, id]).as_bytes(), mac.as_bytes())
+            .then(|| id.to_string())
     }
 
     /// A new session cookie value.
@@ -156,21 +143,28 @@ impl Auth {
 
     /// True when the login form's token is valid and the browser's login cookie holds the same.
     pub fn check_login_token(&self, cookie: Option<&str>, field: &str) -> bool {
-        cookie.is_some_and(|c| same_secret(c, field) && self.valid_login_token(c))
+        cookie.is_some_and(|c| {
+            secret::same(c.as_bytes(), field.as_bytes()) && self.valid_login_token(c)
+        })
     }
 
     pub fn csrf_for(&self, sid: &str) -> String {
         self.mac(&["csrf", sid])[..32].to_string()
     }
 
+    /// True when `presented` is the CSRF token of session `sid`.
+    pub fn check_csrf(&self, sid: &str, presented: &str) -> bool {
+        secret::same(presented.as_bytes(), self.csrf_for(sid).as_bytes())
+    }
+
     pub fn check_bearer(&self, presented: &str) -> bool {
-        same_secret(presented, &self.token)
+        secret::same(presented.as_bytes(), self.token.as_bytes())
     }
 
     /// Checks the login password (argon2 runs on the blocking pool).
     pub async fn check_password(&self, given: String) -> bool {
         match &self.password {
-            Password::Plain(p) => same_secret(&given, p),
+            Password::Plain(p) => secret::same(given.as_bytes(), p.as_bytes()),
             Password::Hash(h) => {
                 let h = h.clone();
                 web::block(move || {
@@ -242,7 +236,8 @@ pub fn login_cookie(token: &str, secure: bool) -> String {
     )
 }
 
-pub fn cookie_value<'a>(req: &'a actix_web::HttpRequest, name: &str) -> Option<&'a str> {
+/// The value of cookie `name` in the request, if it holds one.
+pub fn cookie_value<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers()
         .get_all(header::COOKIE)
         .filter_map(|h| h.to_str().ok())
@@ -250,112 +245,6 @@ pub fn cookie_value<'a>(req: &'a actix_web::HttpRequest, name: &str) -> Option<&
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
-}
-
-fn bearer(req: &ServiceRequest) -> Option<&str> {
-    let h = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    h.strip_prefix("Bearer ")
-        .or_else(|| h.strip_prefix("bearer "))
-        .map(str::trim)
-}
-
-fn is_open(path: &str) -> bool {
-    matches!(path, "/login" | "/healthz" | "/hooks/push" | "/favicon.ico")
-        || path.starts_with("/static/")
-}
-
-/// Pages (HTML GETs) send an anonymous browser to the login form; everything else gets 401.
-fn wants_redirect(req: &ServiceRequest) -> bool {
-    let p = req.path();
-    req.method() == Method::GET && !p.starts_with("/api/") && p != "/events" && p != "/metrics"
-}
-
-fn json_error(status: actix_web::http::StatusCode, msg: &str) -> HttpResponse {
-    HttpResponse::build(status).json(serde_json::json!({ "error": msg }))
-}
-
-/// The authentication and CSRF middleware (see the module doc).
-pub async fn guard(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    use actix_web::http::StatusCode;
-    if is_open(req.path()) {
-        return Ok(next.call(req).await?.map_into_left_body());
-    }
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return Err(actix_web::error::ErrorInternalServerError("no app state"));
-    };
-    let auth = &state.auth;
-
-    if let Some(presented) = bearer(&req) {
-        if !auth.check_bearer(presented) {
-            let resp = json_error(StatusCode::UNAUTHORIZED, "bad bearer token");
-            return Ok(req.into_response(resp).map_into_right_body());
-        }
-        req.extensions_mut().insert(Viewer {
-            csrf: String::new(),
-        });
-        return Ok(next.call(req).await?.map_into_left_body());
-    }
-
-    let sid = cookie_value(req.request(), COOKIE).and_then(|v| auth.check_session(v));
-    let Some(sid) = sid else {
-        let resp = if wants_redirect(&req) {
-            let next_path = req
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            let target = format!(
-                "/login?next={}",
-                serde_urlencoded::to_string([("", next_path)])
-                    .unwrap_or_default()
-                    .trim_start_matches('=')
-            );
-            HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, target))
-                .finish()
-        } else {
-            json_error(
-                StatusCode::UNAUTHORIZED,
-                "login required (session cookie or Authorization: Bearer)",
-            )
-        };
-        return Ok(req.into_response(resp).map_into_right_body());
-    };
-    let csrf = auth.csrf_for(&sid);
-
-    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        let mut presented = req
-            .headers()
-            .get(CSRF_HEADER)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string);
-        let is_form = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|h| h.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-        if presented.is_none() && is_form {
-            // Read the form to find the token, then hand the same bytes on to the handler.
-            let body = req.extract::<web::Bytes>().await?;
-            presented = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
-                .ok()
-                .and_then(|kv| kv.into_iter().find(|(k, _)| k == CSRF_FIELD))
-                .map(|(_, v)| v);
-            req.set_payload(actix_web::dev::Payload::from(body));
-        }
-        if !presented.is_some_and(|p| same_secret(&p, &csrf)) {
-            let resp = json_error(
-                StatusCode::FORBIDDEN,
-                "missing or wrong CSRF token: reload the page and try again",
-            );
-            return Ok(req.into_response(resp).map_into_right_body());
-        }
-    }
-    req.extensions_mut().insert(Viewer { csrf });
-    Ok(next.call(req).await?.map_into_left_body())
 }
 
 #[cfg(test)]

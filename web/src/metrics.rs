@@ -4,6 +4,7 @@
 //! `Authorization: Bearer <cluster token>` (what a Prometheus scrape job sends, with
 //! `authorization: {credentials_file: ...}`).
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -36,88 +37,72 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "gitflock_web_requests_total",
-                "HTTP requests by route and status",
-            ),
-            &["route", "method", "status"],
-        )
-        .expect("metric");
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "gitflock_web_request_duration_seconds",
-                "HTTP request latency by route",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-            ]),
-            &["route"],
-        )
-        .expect("metric");
-        let grpc_errors = IntCounterVec::new(
-            Opts::new(
-                "gitflock_web_grpc_errors_total",
-                "gRPC calls to the nodes that failed, by call and code",
-            ),
-            &["call", "code"],
-        )
-        .expect("metric");
-        let failovers = IntCounter::new(
-            "gitflock_web_node_failovers_total",
-            "calls answered by another node than the one tried first",
-        )
-        .expect("metric");
-        let watch_restarts = IntCounter::new(
-            "gitflock_web_watch_streams_total",
-            "WatchTasks streams opened (reconnections included)",
-        )
-        .expect("metric");
-        let sse_clients = IntGauge::new(
-            "gitflock_web_sse_clients",
-            "browsers subscribed to /events now",
-        )
-        .expect("metric");
-        let watch_up = IntGauge::new(
-            "gitflock_web_watch_up",
-            "1 while the task change stream from a node is open",
-        )
-        .expect("metric");
-        let login_failures = IntCounter::new(
-            "gitflock_web_login_failures_total",
-            "login attempts with a wrong password",
-        )
-        .expect("metric");
-        let logins_throttled = IntCounter::new(
-            "gitflock_web_login_throttled_total",
-            "login attempts refused by the rate limit",
-        )
-        .expect("metric");
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(latency.clone()),
-            Box::new(grpc_errors.clone()),
-            Box::new(failovers.clone()),
-            Box::new(watch_restarts.clone()),
-            Box::new(sse_clients.clone()),
-            Box::new(watch_up.clone()),
-            Box::new(login_failures.clone()),
-            Box::new(logins_throttled.clone()),
-        ] {
-            registry.register(c).expect("unique metric names");
-        }
+        let r = Registry::new();
         Metrics {
-            registry,
-            requests,
-            latency,
-            grpc_errors,
-            failovers,
-            watch_restarts,
-            sse_clients,
-            watch_up,
-            login_failures,
-            logins_throttled,
+            requests: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gitflock_web_requests_total",
+                        "HTTP requests by route and status",
+                    ),
+                    &["route", "method", "status"],
+                ),
+            ),
+            latency: registered(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "gitflock_web_request_duration_seconds",
+                        "HTTP request latency by route",
+                    )
+                    .buckets(vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+                    ]),
+                    &["route"],
+                ),
+            ),
+            grpc_errors: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gitflock_web_grpc_errors_total",
+                        "gRPC calls to the nodes that failed, by call and code",
+                    ),
+                    &["call", "code"],
+                ),
+            ),
+            failovers: counter(
+                &r,
+                "gitflock_web_node_failovers_total",
+                "calls answered by another node than the one tried first",
+            ),
+            watch_restarts: counter(
+                &r,
+                "gitflock_web_watch_streams_total",
+                "WatchTasks streams opened (reconnections included)",
+            ),
+            sse_clients: gauge(
+                &r,
+                "gitflock_web_sse_clients",
+                "browsers subscribed to /events now",
+            ),
+            watch_up: gauge(
+                &r,
+                "gitflock_web_watch_up",
+                "1 while the task change stream from a node is open",
+            ),
+            login_failures: counter(
+                &r,
+                "gitflock_web_login_failures_total",
+                "login attempts with a wrong password",
+            ),
+            logins_throttled: counter(
+                &r,
+                "gitflock_web_login_throttled_total",
+                "login attempts refused by the rate limit",
+            ),
+            registry: r,
         }
     }
 
@@ -132,6 +117,22 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// `metric`, registered in `r` (names are constants: a failure is a bug, found by any test).
+fn registered<M: Collector + Clone + 'static>(r: &Registry, metric: prometheus::Result<M>) -> M {
+    let m = metric.expect("metric");
+    r.register(Box::new(m.clone()))
+        .expect("unique metric names");
+    m
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    registered(r, IntCounter::new(name, help))
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    registered(r, IntGauge::new(name, help))
 }
 
 /// The node pool reports failovers and failed calls here.

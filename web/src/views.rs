@@ -1,5 +1,7 @@
-//! Proto messages as the pages show them: times both absolute and relative, states with the
-//! CSS class of their colour, result codes by name. Pure functions of the message and "now".
+//! Proto messages as the pages and the JSON show them: for pages (`*_view`), times both
+//! absolute and relative, states with the CSS class of their colour, result codes by name; for
+//! the API and the live events (`*_json`), the JSON shapes, credentials in URLs masked. Pure
+//! functions of the message and "now".
 
 use gitflock_core::task::{state_name, task_json};
 use gitflock_proto::v1::{
@@ -7,14 +9,6 @@ use gitflock_proto::v1::{
     task_event,
 };
 use serde_json::{Value, json};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// A point in time: `iso` for `<time datetime>`, `rel` as first shown (JS keeps it fresh).
 #[derive(Clone, Debug, Default)]
