@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::chain::{BlockCheck, Chain, ChainError};
-use crate::store::Store;
+use crate::store::{BlockRecord, Store};
 use gitflock_core::config::check_node_name;
 use gitflock_core::log_entry::{self as entry, Entry};
 
@@ -68,13 +68,13 @@ fn stored(s: crate::chain::Stored, node: &str) -> StoredEntry {
     }
 }
 
-fn block_of(v: &serde_json::Value) -> Block {
+fn block_of(b: BlockRecord) -> Block {
     Block {
-        node: v["node"].as_str().unwrap_or_default().into(),
-        branch: v["branch"].as_str().unwrap_or_default().into(),
-        tip: v["tip"].as_str().unwrap_or_default().into(),
-        height: v["height"].as_u64().unwrap_or(0),
-        pushed_at: v["pushed_at"].as_i64().unwrap_or(0),
+        node: b.node,
+        branch: b.branch,
+        tip: b.tip,
+        height: b.height,
+        pushed_at: b.pushed_at,
     }
 }
 
@@ -204,10 +204,16 @@ impl ChainRpc for ChainService {
                 "no [chain] remote is configured: blocks have nowhere to go",
             ));
         }
-        let (_, id) = self
+        let created = self
             .store
-            .create(&crate::runner::block::one_off(&node)).await.map_err(store_status)?;
-        let task = self.store.get_task(&id, true).await.map_err(store_status)?;
+            .create(&crate::runner::block::one_off(&node))
+            .await
+            .map_err(store_status)?;
+        let task = self
+            .store
+            .get_task(&created.id, true)
+            .await
+            .map_err(store_status)?;
         task.map(Response::new)
             .ok_or_else(|| Status::internal("the block task vanished"))
     }
@@ -231,7 +237,7 @@ impl ChainRpc for ChainService {
             .blocks(node, limit)
             .await
             .map_err(store_status)?
-            .iter()
+            .into_iter()
             .map(block_of)
             .collect();
         blocks.sort_by_key(|b| std::cmp::Reverse(b.pushed_at));
@@ -248,8 +254,7 @@ impl ChainRpc for ChainService {
             .await
             .map_err(store_status)?;
         let blocks = records
-            .iter()
-            .map(block_of)
+            .into_iter()
             .map(|b| BlockCheck {
                 branch: b.branch,
                 tip: b.tip,

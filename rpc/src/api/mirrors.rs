@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::mirror::MirrorUrl;
 use crate::mirror::webhook::{self, HookError};
-use crate::store::{Store, TaskQuery};
+use crate::store::{Store, SyncNow, TaskQuery};
 use gitflock_core::config::MirrorConfig;
 use gitflock_core::task;
 
@@ -44,7 +44,7 @@ impl MirrorService {
         // One script for the whole batch: a bulk sync starts every run at once.
         let results = self.store.sync_now(&ids).await.map_err(store_status)?;
         for ((id, u), r) in asked.into_iter().zip(results) {
-            if r == "missing" {
+            if r == SyncNow::Missing {
                 out.unknown
                     .push(gitflock_core::redact::redact(task::shorten(u, 256)));
             } else {
@@ -93,22 +93,20 @@ impl Mirrors for MirrorService {
             .into_iter()
             .zip(statuses)
             .map(|(t, st)| {
-                let s = |k: &str| st.get(k).cloned().unwrap_or_default();
-                let n = |k: &str| st.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
                 let state = t.state();
                 let mut m = Mirror {
                     url: t.target.clone(),
-                    node: s("node"),
-                    path: s("path"),
-                    clone_url: s("clone_url"),
-                    head: s("head"),
-                    last_fetch: n("last_fetch"),
-                    last_change: n("last_change"),
-                    last_error: s("last_error"),
+                    node: st.node,
+                    path: st.path,
+                    clone_url: st.clone_url,
+                    head: st.head,
+                    last_fetch: st.last_fetch,
+                    last_change: st.last_change,
+                    last_error: st.last_error,
                     task_id: t.id.clone(),
                     interval_secs: t.interval_secs,
-                    refs: n("refs") as u32,
-                    failures: n("failures") as u32,
+                    refs: st.refs,
+                    failures: st.failures,
                     next_run: if state == TaskState::Waiting {
                         t.due_at
                     } else {
@@ -123,13 +121,10 @@ impl Mirrors for MirrorService {
         let ls = self.store.list_status().await.map_err(store_status)?;
         let list = self.config.list_url.as_ref().map(|u| UpstreamList {
             url: gitflock_core::redact::redact(u),
-            last_sync: ls
-                .get("last_sync")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            commit: ls.get("commit").cloned().unwrap_or_default(),
-            entries: ls.get("entries").and_then(|v| v.parse().ok()).unwrap_or(0),
-            last_error: ls.get("last_error").cloned().unwrap_or_default(),
+            last_sync: ls.last_sync,
+            commit: ls.commit,
+            entries: ls.entries,
+            last_error: ls.last_error,
         });
         Ok(Response::new(MirrorList {
             mirrors,

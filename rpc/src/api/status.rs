@@ -8,7 +8,8 @@ use tonic::{Request, Status};
 
 /// A store error as a gRPC status: bad input is INVALID_ARGUMENT, a refused fenced write
 /// FAILED_PRECONDITION, Redis trouble UNAVAILABLE with its category only (the client may retry;
-/// CreateTask retries are made safe by `request_id`).
+/// CreateTask retries are made safe by `request_id`), a malformed reply INTERNAL with its
+/// category only.
 pub fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::Invalid(m) => Status::invalid_argument(m),
@@ -16,6 +17,8 @@ pub fn store_status(e: StoreError) -> Status {
         e @ StoreError::Redis(_) => {
             Status::unavailable(format!("redis unavailable: {}", e.category()))
         }
+        // Retrying will not help: the data or the scripts are not what this node expects.
+        e @ StoreError::Reply(_) => Status::internal(format!("redis: {}", e.category())),
     }
 }
 

@@ -62,8 +62,8 @@ impl TaskService {
         };
         task::check_text("name", &r.name, task::MAX_NAME_BYTES, true).map_err(invalid)?;
         task::check_text("target", &r.target, task::MAX_TARGET_BYTES, true).map_err(invalid)?;
-        runner
-            .validate(&r.target)
+        let plan = runner
+            .plan(&r.target)
             .map_err(|e| invalid(format!("target: {e}")))?;
         if r.interval_secs > task::MAX_INTERVAL_SECS {
             return Err(invalid(format!(
@@ -91,18 +91,16 @@ impl TaskService {
             )));
         }
         Ok(NewTask {
-            id: runner.task_id(&r.target).unwrap_or_else(task::new_id),
+            id: plan.id,
             name: if r.name.trim().is_empty() {
-                runner
-                    .default_name(&r.target)
-                    .unwrap_or_else(|| kind.to_string())
+                plan.name
             } else {
                 r.name.clone()
             },
             kind: kind.to_string(),
             target: r.target.clone(),
             interval_secs: if r.interval_secs == 0 {
-                runner.default_interval()
+                plan.interval.as_secs()
             } else {
                 r.interval_secs
             },
@@ -117,7 +115,7 @@ impl TaskService {
                 r.timeout_secs
             },
             request_id: r.request_id.clone(),
-            pin: runner.pin(&r.target).unwrap_or_default(),
+            placement: plan.placement,
         })
     }
 
@@ -151,11 +149,11 @@ fn check_ids(ids: &[String]) -> Result<(), Status> {
 impl Tasks for TaskService {
     async fn create_task(&self, req: Request<CreateTaskRequest>) -> Result<Response<Task>, Status> {
         let new = self.validate_create(req.get_ref())?;
-        let (created, id) = self.store.create(&new).await.map_err(store_status)?;
-        if created {
-            tracing::debug!(id = %id, kind = %new.kind, "task created");
+        let c = self.store.create(&new).await.map_err(store_status)?;
+        if c.created {
+            tracing::debug!(id = %c.id, kind = %new.kind, "task created");
         }
-        Ok(Response::new(self.fetch(&id, true).await?))
+        Ok(Response::new(self.fetch(&c.id, true).await?))
     }
 
     async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<Task>, Status> {

@@ -208,13 +208,7 @@ impl Worker {
             }
         };
         m.running.dec();
-        let label = match outcome {
-            Outcome::Ok => "ok",
-            Outcome::Error => "error",
-            Outcome::Timeout => "timeout",
-            Outcome::Killed => "killed",
-            Outcome::HandBack => "handed_back",
-        };
+        let label = outcome.as_str();
         m.run_duration
             .with_label_values(&[&task.kind, label])
             .observe(clock.elapsed().as_secs_f64());

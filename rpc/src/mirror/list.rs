@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::MirrorUrl;
 use crate::cluster::lease::Lease;
-use crate::store::{NewTask, Store};
+use crate::store::{ListStatus, NewTask, Placement, Store};
 
 /// Removing this many listed mirrors is always allowed, whatever the share.
 pub const REMOVE_FLOOR: usize = 5;
@@ -165,7 +165,7 @@ impl ListSync {
                     tracing::warn!(error = %gitflock_core::redact::redact(&e), "upstream list sync failed");
                     let _ = self
                         .store
-                        .set_list_status(&[("last_error", e.as_str())])
+                        .record_list_error(&gitflock_core::redact::redact(&e))
                         .await;
                 }
                 tokio::select! {
@@ -230,7 +230,7 @@ impl ListSync {
                 max_attempts: 3,
                 timeout_secs: 3600,
                 request_id: String::new(),
-                pin: format!("#{}", m.place()),
+                placement: Placement::Ring(m.place()),
             };
             self.store.create(&t).await.map_err(|e| e.to_string())?;
         }
@@ -272,16 +272,14 @@ impl ListSync {
             commit = %commit, entries = entries.len(), added = p.add.len(), removed = p.remove.len(),
             skipped = skipped.len(), refused = p.refused.is_some(), "upstream list synced"
         );
-        let now = gitflock_core::clock::now_ms().to_string();
-        let n = entries.len().to_string();
         self.store
-            .set_list_status(&[
-                ("url", &gitflock_core::redact::redact(&self.url)),
-                ("commit", &commit),
-                ("entries", &n),
-                ("last_sync", &now),
-                ("last_error", &gitflock_core::redact::redact(&err)),
-            ])
+            .record_list_sync(&ListStatus {
+                url: gitflock_core::redact::redact(&self.url),
+                commit,
+                entries: entries.len() as u32,
+                last_sync: gitflock_core::clock::now_ms(),
+                last_error: gitflock_core::redact::redact(&err),
+            })
             .await
             .map_err(|e| e.to_string())?;
         Ok(())

@@ -57,10 +57,7 @@ pub fn verify(
         }
     }
     if let Some(v) = headers.get("x-gitlab-token") {
-        let (a, b) = (v.as_bytes(), secret.as_bytes());
-        let same =
-            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
-        return if same {
+        return if gitflock_core::secret::same(v.as_bytes(), secret.as_bytes()) {
             Ok(())
         } else {
             Err(HookError::Unauthenticated(

@@ -1,13 +1,13 @@
 //! `block`: pushes a node's log chain to `[chain] remote` as the day's branch
 //! (`{node}-{date}` by default, UTC), never forced, and records the block (node, branch, tip,
-//! height, pushed_at). Target: a node name — the task is pinned to that node, since only it
-//! has its chain — or empty: then it asks for a block from every live node (one pinned
-//! `block` task each).
+//! height, pushed_at). Target: a node name — the task is placed on that node, since only it
+//! has its chain — or empty: then it asks for a block from every live node (one `block` task
+//! placed on each).
 
 use std::sync::Arc;
 
-use super::{Context, RunFuture, Runner};
-use crate::store::NewTask;
+use super::{Context, Plan, RunFuture, Runner};
+use crate::store::{BlockRecord, NewTask, Placement};
 use gitflock_core::config::check_node_name;
 use gitflock_core::task;
 
@@ -24,16 +24,18 @@ pub fn branch_name(pattern: &str, node: &str, at_ms: i64) -> String {
 }
 
 impl Runner for Block {
-    fn validate(&self, target: &str) -> Result<(), String> {
-        if target.is_empty() {
-            Ok(())
-        } else {
-            check_node_name(target).map_err(|e| format!("node name {e}"))
-        }
+    fn kind(&self) -> &'static str {
+        "block"
     }
 
-    fn pin(&self, target: &str) -> Option<String> {
-        (!target.is_empty()).then(|| target.to_string())
+    fn plan(&self, target: &str) -> Result<Plan, String> {
+        if !target.is_empty() {
+            check_node_name(target).map_err(|e| format!("node name {e}"))?;
+        }
+        Ok(Plan {
+            placement: placement(target),
+            ..Plan::fresh(self.kind())
+        })
     }
 
     fn run(&self, target: String, _cancel: tokio_util::sync::CancellationToken) -> RunFuture {
@@ -61,22 +63,33 @@ impl Runner for Block {
             })?;
             pushes.with_label_values(&["ok"]).inc();
             let pushed_at = chain.clock.now_ms();
-            let record = serde_json::json!({
-                "node": ctx.node, "branch": branch, "tip": tip.commit, "height": tip.height, "pushed_at": pushed_at,
-            });
+            let message = format!("pushed {} (height {}) to {branch}", tip.commit, tip.height);
+            let record = BlockRecord {
+                node: ctx.node.clone(),
+                branch,
+                tip: tip.commit,
+                height: tip.height,
+                pushed_at,
+            };
             ctx.store
-                .add_block(&ctx.node, &record)
+                .add_block(&record)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(format!(
-                "pushed {} (height {}) to {branch}",
-                tip.commit, tip.height
-            ))
+            Ok(message)
         })
     }
 }
 
-/// A one-off block task: of `node` (pinned there), or of every live node (`""`).
+/// A block of `node` runs only there (its chain is there); one of every node (`""`) anywhere.
+fn placement(node: &str) -> Placement {
+    if node.is_empty() {
+        Placement::Any
+    } else {
+        Placement::Node(node.to_string())
+    }
+}
+
+/// A one-off block task: of `node` (placed there), or of every live node (`""`).
 pub fn one_off(node: &str) -> NewTask {
     NewTask {
         id: task::new_id(),
@@ -91,7 +104,7 @@ pub fn one_off(node: &str) -> NewTask {
         max_attempts: 3,
         timeout_secs: 300,
         request_id: String::new(),
-        pin: node.to_string(),
+        placement: placement(node),
     }
 }
 
@@ -109,7 +122,7 @@ pub fn standing(node: &str, interval: std::time::Duration) -> NewTask {
     }
 }
 
-/// One pinned block task per live node.
+/// One block task per live node, placed there.
 async fn request_all(ctx: &Context) -> Result<String, String> {
     let (nodes, now) = ctx.store.nodes().await.map_err(|e| e.to_string())?;
     let mut asked = Vec::new();
@@ -117,7 +130,10 @@ async fn request_all(ctx: &Context) -> Result<String, String> {
         if n.dead || n.leaving || now - n.last_heartbeat > 10_000 {
             continue;
         }
-        ctx.store.create(&one_off(&n.name)).await.map_err(|e| e.to_string())?;
+        ctx.store
+            .create(&one_off(&n.name))
+            .await
+            .map_err(|e| e.to_string())?;
         asked.push(n.name);
     }
     if asked.is_empty() {

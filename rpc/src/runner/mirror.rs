@@ -2,15 +2,16 @@
 //! [`crate::mirror::fetch`]) and records what it found for `ListMirrors`. Target: the upstream
 //! URL. A mirror task is recurring (`[mirror] interval_secs` unless given), its id is the
 //! repository's identity (adding a repository twice finds the first task) and it is placed
-//! by consistent hashing (pin `#<hash>`): it runs on the ring owner of its repository.
+//! by consistent hashing (`Placement::Ring`): it runs on the ring owner of its repository.
 
 use std::sync::Arc;
 
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use super::{Context, RunFuture, Runner, ScheduledFuture};
+use super::{Context, Plan, RunFuture, Runner, ScheduledFuture};
 use crate::mirror::{MirrorUrl, mirrors_dir};
+use crate::store::{MirrorRun, Placement};
 
 pub struct Mirror {
     pub ctx: Arc<Context>,
@@ -23,24 +24,18 @@ impl Mirror {
 }
 
 impl Runner for Mirror {
-    fn validate(&self, target: &str) -> Result<(), String> {
-        self.parse(target).map(|_| ())
+    fn kind(&self) -> &'static str {
+        "mirror"
     }
 
-    fn pin(&self, target: &str) -> Option<String> {
-        self.parse(target).ok().map(|m| format!("#{}", m.place()))
-    }
-
-    fn task_id(&self, target: &str) -> Option<String> {
-        self.parse(target).ok().map(|m| m.task_id())
-    }
-
-    fn default_name(&self, target: &str) -> Option<String> {
-        self.parse(target).ok().map(|m| m.key())
-    }
-
-    fn default_interval(&self) -> u64 {
-        self.ctx.mirror.interval_secs
+    fn plan(&self, target: &str) -> Result<Plan, String> {
+        let m = self.parse(target)?;
+        Ok(Plan {
+            id: m.task_id(),
+            name: m.key(),
+            placement: Placement::Ring(m.place()),
+            interval: Duration::from_secs(self.ctx.mirror.interval_secs),
+        })
     }
 
     fn run(&self, target: String, cancel: CancellationToken) -> RunFuture {
@@ -90,34 +85,26 @@ impl Runner for Mirror {
                         .mirror_sync_seconds
                         .with_label_values(&[label])
                         .observe(clock.elapsed().as_secs_f64());
-                    let mut fields = vec![
-                        ("node", ctx.node.clone()),
-                        ("path", rel.to_string_lossy().into_owned()),
-                        ("head", report.head.clone()),
-                        ("refs", report.refs.to_string()),
-                        ("last_fetch", now.to_string()),
-                        ("last_error", String::new()),
-                    ];
-                    if ctx.mirror.serve_listen.is_some() {
-                        fields.push((
-                            "clone_url",
+                    let run = MirrorRun::Synced {
+                        node: ctx.node.clone(),
+                        path: rel.to_string_lossy().into_owned(),
+                        head: report.head.clone(),
+                        refs: report.refs,
+                        at: now,
+                        clone_url: ctx.mirror.serve_listen.is_some().then(|| {
                             format!(
                                 "git://{}/{}",
                                 ctx.mirror.serve_advertise,
                                 rel.to_string_lossy()
-                            ),
-                        ));
-                    }
-                    if report.changed() {
-                        fields.push(("last_change", now.to_string()));
-                    }
-                    if report.changed() && !report.cloned {
+                            )
+                        }),
+                        changed: report.changed(),
                         // What "recently active" means for polling: a first clone is not.
-                        fields.push(("moved", now.to_string()));
-                    }
-                    match ctx.store.mirror_report(&id, true, &fields).await {
-                        Ok(Some((_, moved))) => {
-                            let since = if moved > 0 { now - moved } else { -1 };
+                        moved: report.changed() && !report.cloned,
+                    };
+                    match ctx.store.mirror_report(&id, &run).await {
+                        Ok(Some(r)) => {
+                            let since = if r.moved > 0 { now - r.moved } else { -1 };
                             let next = next_cycle(interval, true, 0, since);
                             (Ok(report.summary()), next)
                         }
@@ -135,9 +122,12 @@ impl Runner for Mirror {
                         .observe(clock.elapsed().as_secs_f64());
                     metrics.mirror_failures.inc();
                     let e = gitflock_core::redact::redact(&e);
-                    let fields = [("last_error", e.clone()), ("last_fail", now.to_string())];
-                    let next = match ctx.store.mirror_report(&id, false, &fields).await {
-                        Ok(Some((failures, _))) => next_cycle(interval, false, failures, 0),
+                    let run = MirrorRun::Failed {
+                        error: e.clone(),
+                        at: now,
+                    };
+                    let next = match ctx.store.mirror_report(&id, &run).await {
+                        Ok(Some(r)) => next_cycle(interval, false, r.failures, 0),
                         _ => None,
                     };
                     (Err(e), next)

@@ -2,7 +2,7 @@
 //! most an hour). It succeeds when the time is up, and stops at once when killed — which is
 //! what tests of kill, timeouts, retries and node crashes need.
 
-use super::{RunFuture, Runner};
+use super::{Plan, RunFuture, Runner};
 use gitflock_core::duration::parse as parse_duration;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -20,8 +20,13 @@ fn parse(target: &str) -> Result<Duration, String> {
 }
 
 impl Runner for Sleep {
-    fn validate(&self, target: &str) -> Result<(), String> {
-        parse(target).map(|_| ())
+    fn kind(&self) -> &'static str {
+        "sleep"
+    }
+
+    fn plan(&self, target: &str) -> Result<Plan, String> {
+        parse(target)?;
+        Ok(Plan::fresh(self.kind()))
     }
 
     fn run(&self, target: String, cancel: CancellationToken) -> RunFuture {
