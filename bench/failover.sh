@@ -5,14 +5,14 @@
 #   bench/run.sh failover        env: KILLS=20, SOAK_SECS=300, RATE=50 (tasks/s),
 #                                     BENCH_KEEP=1 (keep the node logs; their path goes to stderr)
 #
-# The driver (gitflock-bench failover) spawns the nodes itself, so that it can kill -9 and
-# restart them:
-# 1. kills: KILLS times, the master (read from the `gitflock:lease` key) is killed with
-#    SIGKILL; the failover time is kill → the lease names another node (read every 5 ms); the
-#    node is restarted (same name, port, data dir) and the next kill waits until it answers
-#    and 2 s plus a random 0-1 s passed (the jitter spreads the kills over the new master's
-#    500 ms lease-renewal cycle). The load creates RATE `sleep 20ms` tasks per second round-robin
-#    through the live nodes, each CreateTask with a unique request_id and retried on another
+# The driver (gitflock-bench failover) spawns the nodes itself, through gitflock-harness, so
+# that it can kill -9 and restart them:
+# 1. kills: KILLS times, the master (as the nodes' Nodes.Status names it) is killed with
+#    SIGKILL; the failover time is kill → a surviving node's Status names another master
+#    (asked every 10 ms); the node is restarted (same name, port, data dir) and the next kill
+#    waits until it answers and 2 s plus a random 0-1 s passed (the jitter spreads the kills
+#    over the new master's 500 ms lease-renewal cycle). The load creates RATE `sleep 20ms`
+#    tasks per second round-robin through the live nodes, each CreateTask with a unique request_id and retried on another
 #    node until one acknowledges it; at the end every created task must be SUCCEED.
 # 2. soak: SOAK_SECS with 2 CPU burners (`while :; do :; done`) and the same load, no kills;
 #    every change of the lease's epoch is a false failover.

@@ -59,9 +59,9 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The path of workspace binary `name` (`gitflock-node`, `gitflock`, `gitflock-web`), built
-/// first if it is missing or older than its sources. Panics if it can be neither found nor
-/// built.
+/// Test-only: the path of workspace binary `name` (`gitflock-node`, `gitflock`,
+/// `gitflock-web`), built first if it is missing or older than its sources. Panics if it can be
+/// neither found nor built. (`gitflock dev` finds installed programs with [`crate::installed`].)
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<Vec<(String, PathBuf)>>> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);

@@ -157,7 +157,7 @@ async fn concurrent_writers_get_every_entry_in_once() {
     let v = verify(&mut c).await;
     assert!(v.ok, "{v:?}");
     // git itself agrees: one commit per entry plus the genesis, in the seed's format.
-    let repo = cluster.nodes[0].data.join("chain/repo.git");
+    let repo = cluster.nodes[0].data_dir().join("chain/repo.git");
     assert_eq!(
         git(&repo, &["rev-list", "--count", "chain"]),
         format!("{}", acked.len() + 1)
@@ -222,7 +222,7 @@ async fn kill_9_during_a_heavy_write_keeps_every_acknowledged_entry() {
         acked.extend(h.await.unwrap());
     }
     assert!(acked.len() >= 3000, "{} acknowledged", acked.len());
-    cluster.nodes[0].restart().await;
+    cluster.nodes[0].restart().await.unwrap();
     let mut c = cluster.client().await;
     let stored: HashSet<String> = read_all(&mut c)
         .await
@@ -407,7 +407,7 @@ async fn a_rewritten_commit_is_found_at_its_height() {
     }
     let stored = read_all(&mut c).await;
     // Rewrite history from height 3 with git itself: a new commit 3 and copies of 4 and 5.
-    let repo = cluster.nodes[0].data.join("chain/repo.git");
+    let repo = cluster.nodes[0].data_dir().join("chain/repo.git");
     let tree = git(&repo, &["rev-parse", "chain^{tree}"]);
     let mut parent = git(&repo, &["rev-parse", &stored[1].commit]);
     for e in &stored[2..] {

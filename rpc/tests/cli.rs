@@ -4,10 +4,13 @@
 mod common;
 
 use common::*;
+use gitflock_harness::{NodeConfig, NodeProcess, RedisOptions, RedisServer, SIGINT, send_signal};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 fn gitflock(server: &str, args: &[&str]) -> Output {
     Command::new(gitflock_harness::binary("gitflock"))
@@ -245,8 +248,7 @@ fn gitflock_dev_runs_a_cluster_that_takes_tasks_and_stops_cleanly_on_ctrl_c() {
     assert_eq!(nodes.as_array().unwrap().len(), 3);
 
     // Ctrl-C: everything stops, exit 0, the ports are free again.
-    // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(dev.id() as libc::pid_t, libc::SIGINT) };
+    send_signal(dev.id(), SIGINT).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = dev.try_wait().unwrap() {
@@ -279,100 +281,54 @@ fn gitflock_dev_runs_a_cluster_that_takes_tasks_and_stops_cleanly_on_ctrl_c() {
     }
 }
 
-#[test]
-fn a_node_waiting_for_redis_stops_at_once_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let closed = free_port();
-    let grpc = free_port();
-    let mut node = Command::new(gitflock_harness::binary("gitflock-node"))
-        .env_clear()
-        .env("GITFLOCK_CLUSTER_TOKEN", TOKEN)
-        .env("GITFLOCK_NODE_NAME", "lonely")
-        .env("GITFLOCK_NODE_DATA_DIR", dir.path())
-        .env("GITFLOCK_NODE_GRPC_LISTEN", format!("127.0.0.1:{grpc}"))
-        .env(
-            "GITFLOCK_REDIS_URL",
-            format!("redis://127.0.0.1:{closed}/0"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // It keeps trying (and says so) while Redis is away...
-    let mut err = BufReader::new(node.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let line = err.next().expect("the node logs its retries").unwrap();
-        if line.contains("redis") && line.contains("retrying") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no retry message");
-    }
-    assert!(
-        node.try_wait().unwrap().is_none(),
-        "still waiting for redis"
-    );
-    // Meanwhile gRPC health answers, and says the node is not ready.
-    let status = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc}"))
-            .unwrap()
-            .timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .unwrap();
-        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-        health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-    });
-    assert_eq!(
-        status,
-        tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
-    );
-    // ...and stops at once when told to.
-    // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(node.id() as libc::pid_t, libc::SIGTERM) };
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = node.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "SIGTERM ignored while waiting for redis"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+/// A node alone on the Redis at `redis_port` (which need not be up), serving no mirrors.
+fn lone_node(dir: &Path, name: &str, redis_port: u16) -> NodeProcess {
+    let config = NodeConfig {
+        program: gitflock_harness::binary("gitflock-node"),
+        name: name.into(),
+        port: free_port(),
+        data_dir: dir.join(name),
+        log: dir.join(format!("{name}.log")),
+        redis_url: format!("redis://127.0.0.1:{redis_port}/0"),
+        token: TOKEN.into(),
+        env: vec![("GITFLOCK_MIRROR_SERVE_LISTEN".into(), String::new())],
+        ..NodeConfig::default()
     };
-    assert!(status.success());
+    NodeProcess::spawn(config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_waiting_for_redis_stops_at_once_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = lone_node(dir.path(), "lonely", free_port());
+    // It keeps trying (and says so) while Redis is away...
+    wait_for(
+        "the node to log its retries",
+        Duration::from_secs(20),
+        || async {
+            let log = node.log_text();
+            let retrying = |l: &str| l.contains("redis") && l.contains("retrying");
+            log.lines().any(retrying).then_some(())
+        },
+    )
+    .await;
+    assert!(node.exited().is_none(), "still waiting for redis");
+    // Meanwhile gRPC health answers, and says the node is not ready.
+    assert_eq!(health(&node.url()).await, ServingStatus::NotServing);
+    // ...and stops at once when told to.
+    let exit = node.terminate(Duration::from_secs(5)).await;
+    assert!(
+        exit.expect("SIGTERM ignored while waiting for redis")
+            .success()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_connected_during_start_up_is_served_once_redis_answers() {
     let dir = tempfile::tempdir().unwrap();
     let redis_port = free_port();
-    let grpc = free_port();
-    let mut node = Command::new(gitflock_harness::binary("gitflock-node"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("GITFLOCK_CLUSTER_TOKEN", TOKEN)
-        .env("GITFLOCK_NODE_NAME", "early")
-        .env("GITFLOCK_NODE_DATA_DIR", dir.path())
-        .env("GITFLOCK_NODE_GRPC_LISTEN", format!("127.0.0.1:{grpc}"))
-        .env("GITFLOCK_MIRROR_SERVE_LISTEN", "")
-        .env(
-            "GITFLOCK_REDIS_URL",
-            format!("redis://127.0.0.1:{redis_port}/0"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{grpc}");
+    let mut node = lone_node(dir.path(), "early", redis_port);
+    let url = node.url();
     // Connected while the node waits for Redis (its start-up server answers health only).
     let client = wait_for("the start-up server", Duration::from_secs(20), || async {
         gitflock_client::Client::connect(&url, TOKEN, Some(Duration::from_secs(5)))
@@ -387,17 +343,12 @@ async fn a_client_that_connected_during_start_up_is_served_once_redis_answers() 
         .await
         .unwrap_err();
     assert_eq!(early.code(), tonic::Code::Unimplemented, "{early:?}");
-    let mut redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &redis_port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
+    let options = RedisOptions {
+        port: Some(redis_port),
+        ..RedisOptions::default()
+    };
+    let _redis = RedisServer::start(&dir.path().join("redis"), options)
+        .await
         .unwrap();
     // The same client is served by the full server once it is up.
     let status = wait_for("the full server", Duration::from_secs(20), || {
@@ -412,9 +363,5 @@ async fn a_client_that_connected_during_start_up_is_served_once_redis_answers() 
     })
     .await;
     assert!(status.nodes.iter().any(|n| n.name == "early"), "{status:?}");
-    // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(node.id() as libc::pid_t, libc::SIGTERM) };
-    let _ = node.wait();
-    let _ = redis.kill();
-    let _ = redis.wait();
+    let _ = node.terminate(STOP_GRACE).await;
 }

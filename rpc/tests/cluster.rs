@@ -10,15 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn epoch_of_lease(redis: &Redis) -> Option<(String, u64)> {
-    let v = redis_get(&redis.url(), &format!("{PREFIX}:lease"))?;
-    let (n, e) = v.split_once(' ')?;
-    Some((n.to_string(), e.parse().ok()?))
+    lease_on(redis)
 }
 
 fn dispatched_under(redis: &Redis, epoch: u64) -> u64 {
     let mut con = redis.conn();
     redis::cmd("HGET")
-        .arg(format!("{PREFIX}:dispatched"))
+        .arg(keys().dispatched())
         .arg(epoch)
         .query::<Option<u64>>(&mut con)
         .unwrap()
@@ -30,7 +28,7 @@ fn urls_except(cluster: &Cluster, name: &str) -> Vec<String> {
     cluster
         .nodes
         .iter()
-        .filter(|n| n.name != name)
+        .filter(|n| n.name() != name)
         .map(|n| n.url())
         .collect()
 }
@@ -187,7 +185,7 @@ async fn a_master_paused_past_its_lease_comes_back_a_slave_and_writes_nothing() 
         before,
         "the deposed master dispatched after the new epoch"
     );
-    let mut c = cluster.node(&old).client().await;
+    let mut c = cluster.node(&old).client().await.unwrap();
     let alive = c
         .nodes
         .ask_alive(AskAliveRequest {
@@ -226,7 +224,7 @@ async fn a_forged_heartbeat_admits_nobody_and_is_not_even_probed() {
     trap.set_nonblocking(true).unwrap();
     let addr = trap.local_addr().unwrap().to_string();
     let mut con = cluster.redis.conn();
-    let public = format!("{PREFIX}:Public");
+    let public = keys().public_channel();
     let now = gitflock_core::clock::now_ms();
     let body = format!(
         r#"{{"Name":"ghost","Inc":1,"Seq":1,"Ts":{now},"Addr":"{addr}","Epoch":99,"Role":"master"}}"#
@@ -286,11 +284,11 @@ async fn a_forged_heartbeat_admits_nobody_and_is_not_even_probed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restarted_with_aof_mid_run_the_cluster_recovers_and_loses_nothing() {
-    let mut cluster = Cluster::start_on(Redis::start_with(true), 3).await;
+    let mut cluster = Cluster::start_with_aof(3).await;
     let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
     let load = Load::start(urls, sleep_task("20ms"), 100);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    cluster.redis.restart();
+    cluster.redis.kill9_and_restart().await.unwrap();
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let ids = load.stop().await;
     assert!(ids.len() > 250, "load kept flowing: {}", ids.len());
@@ -310,7 +308,7 @@ async fn after_redis_lost_its_data_no_master_acts_until_a_lease_time_has_passed(
     let mut cluster = Cluster::start(2).await;
     let (_, epoch) = epoch_of_lease(&cluster.redis).unwrap();
     // No persistence: the restart loses everything.
-    cluster.redis.restart();
+    cluster.redis.kill9_and_restart().await.unwrap();
     let back = Instant::now();
     let (_, new_epoch) = wait_for("a master again", Duration::from_secs(10), || async {
         epoch_of_lease(&cluster.redis)
@@ -335,7 +333,7 @@ async fn after_redis_lost_its_data_no_master_acts_until_a_lease_time_has_passed(
 async fn resign_hands_mastership_over_at_once() {
     let mut cluster = Cluster::start(3).await;
     let (master, epoch) = epoch_of_lease(&cluster.redis).unwrap();
-    let mut c = cluster.node(&master).client().await;
+    let mut c = cluster.node(&master).client().await.unwrap();
     let t0 = Instant::now();
     let r = c.nodes.resign(Empty {}).await.unwrap().into_inner();
     assert!(r.resigned);
@@ -361,7 +359,7 @@ async fn a_node_back_from_the_dead_does_not_finish_a_task_that_was_reassigned() 
     let mut cluster = Cluster::start_with(2, &[("GITFLOCK_NODE_CONCURRENCY", "1")]).await;
     let (master, _) = epoch_of_lease(&cluster.redis).unwrap();
     let other = if master == "node1" { "node2" } else { "node1" };
-    let mut c = cluster.node(&master).client().await;
+    let mut c = cluster.node(&master).client().await.unwrap();
     // Fill both slots, then pause the slave while its task runs.
     let a = create(&mut c, sleep_task("3s")).await.id;
     let b = create(&mut c, sleep_task("3s")).await.id;
@@ -399,7 +397,7 @@ async fn each_node_in_turn_killed_and_restarted_keeps_every_invariant() {
     std::thread::spawn(move || {
         let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
         let mut ps = con.as_pubsub();
-        ps.subscribe(format!("{PREFIX}:Public")).unwrap();
+        ps.subscribe(keys().public_channel()).unwrap();
         let v = gitflock_node::cluster::public::Verifier::new(TOKEN);
         while let Ok(m) = ps.get_message() {
             let text: String = m.get_payload().unwrap_or_default();
@@ -420,14 +418,14 @@ async fn each_node_in_turn_killed_and_restarted_keeps_every_invariant() {
         // process claims nothing more, and its list is reassigned only after dead_after.)
         let mut con = cluster.redis.conn();
         let inflight: Vec<String> = redis::cmd("LRANGE")
-            .arg(format!("{PREFIX}:inflight:{name}"))
+            .arg(keys().inflight(name))
             .arg(0)
             .arg(-1)
             .query(&mut con)
             .unwrap();
         killed_running.extend(inflight);
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        cluster.node(name).restart().await;
+        cluster.node(name).restart().await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let ids = load.stop().await;

@@ -259,7 +259,7 @@ async fn mirror_follows_the_upstream_and_serves_clones() {
     );
     assert!(
         cluster.nodes[0]
-            .data
+            .data_dir()
             .join("mirrors")
             .join(&m.path)
             .join("HEAD")
@@ -499,14 +499,15 @@ async fn placement_moves_a_dead_nodes_mirrors_takes_a_share_for_a_new_node_and_d
         .find(|n| *n != master)
         .unwrap()
         .to_string();
-    if cluster.nodes[0].name == victim {
+    if cluster.nodes[0].name() == victim {
         c = cluster
             .nodes
             .iter()
-            .find(|n| n.name != victim)
+            .find(|n| n.name() != victim)
             .unwrap()
             .client()
-            .await;
+            .await
+            .unwrap();
     }
     let killed_at = now_ms();
     cluster.node(&victim).kill9();
@@ -524,7 +525,7 @@ async fn placement_moves_a_dead_nodes_mirrors_takes_a_share_for_a_new_node_and_d
     assert!(!ls_remote(&moved.clone_url).is_empty());
 
     // A new node takes about a third (3 live nodes on the ring), from the others only.
-    cluster.add(&env).await;
+    cluster.add_node(&env).await.unwrap();
     let joined_at = now_ms();
     let first = wait_all_fetched_after(
         &c,
@@ -550,7 +551,7 @@ async fn placement_moves_a_dead_nodes_mirrors_takes_a_share_for_a_new_node_and_d
     }
 
     // The dead node comes back: within the settle time it gets nothing back (no flapping).
-    cluster.node(&victim).restart().await;
+    cluster.node(&victim).restart().await.unwrap();
     let back_at = now_ms();
     wait_all_fetched_after(&c, N, back_at + 1500, "mirrors checked after the return").await;
     let r = now_ms();
@@ -746,7 +747,7 @@ async fn a_push_webhook_syncs_at_once_and_packs_stay_bounded() {
         })
         .await;
     }
-    let dir = cluster.nodes[0].data.join("mirrors").join(&m.path);
+    let dir = cluster.nodes[0].data_dir().join("mirrors").join(&m.path);
     let packs = gitflock_node::mirror::fetch::pack_count(&dir);
     assert!(
         packs <= gitflock_node::mirror::fetch::REPACK_PACKS + 1,

@@ -47,14 +47,19 @@ async fn ten_thousand_echo_tasks_all_succeed_none_lost() {
     }
     for node in &cluster.nodes {
         let inbox: u64 = redis::cmd("LLEN")
-            .arg(format!("{PREFIX}:inbox:{}", node.name))
+            .arg(keys().inbox(node.name()))
             .query(&mut con)
             .unwrap();
         let inflight: u64 = redis::cmd("LLEN")
-            .arg(format!("{PREFIX}:inflight:{}", node.name))
+            .arg(keys().inflight(node.name()))
             .query(&mut con)
             .unwrap();
-        assert_eq!((inbox, inflight), (0, 0), "{} left work behind", node.name);
+        assert_eq!(
+            (inbox, inflight),
+            (0, 0),
+            "{} left work behind",
+            node.name()
+        );
     }
     assert_eq!(
         per_node.len(),
@@ -82,7 +87,7 @@ async fn kill_9_of_a_node_mid_run_then_restart_every_task_succeeds() {
     wait_for("node2 running tasks", Duration::from_secs(20), || async {
         let mut con = cluster.redis.conn();
         let inflight: u64 = redis::cmd("LLEN")
-            .arg(format!("{PREFIX}:inflight:node2"))
+            .arg(keys().inflight("node2"))
             .query(&mut con)
             .unwrap();
         (inflight > 0).then_some(())
@@ -90,7 +95,7 @@ async fn kill_9_of_a_node_mid_run_then_restart_every_task_succeeds() {
     .await;
     cluster.node("node2").kill9();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    cluster.node("node2").restart().await;
+    cluster.node("node2").restart().await.unwrap();
     cluster
         .wait_count("SUCCEED", n, Duration::from_secs(120))
         .await;
@@ -119,7 +124,10 @@ async fn kill_9_of_a_node_mid_run_then_restart_every_task_succeeds() {
 async fn a_task_dispatched_to_a_node_that_is_down_runs_when_it_returns() {
     // node1 serves the API and is master but runs nothing; node2 is the only worker.
     let mut cluster = Cluster::start_with(1, &[("GITFLOCK_NODE_CONCURRENCY", "0")]).await;
-    cluster.add(&[("GITFLOCK_NODE_CONCURRENCY", "4")]).await;
+    cluster
+        .add_node(&[("GITFLOCK_NODE_CONCURRENCY", "4")])
+        .await
+        .unwrap();
     let mut c = cluster.client().await;
     cluster.node("node2").kill9();
     // Within dead_after node2 still looks alive, so the master gives it the tasks.
@@ -139,7 +147,7 @@ async fn a_task_dispatched_to_a_node_that_is_down_runs_when_it_returns() {
         .wait_count("WAITING", 20, Duration::from_secs(10))
         .await;
     assert_eq!(cluster.counts()["SUCCEED"], 0);
-    cluster.node("node2").restart().await;
+    cluster.node("node2").restart().await.unwrap();
     cluster
         .wait_count("SUCCEED", 20, Duration::from_secs(20))
         .await;
@@ -193,7 +201,7 @@ async fn kill_and_delete_of_running_tasks() {
         || async {
             let mut con = cluster.redis.conn();
             let n: u64 = redis::cmd("LLEN")
-                .arg(format!("{PREFIX}:inflight:{node_b}"))
+                .arg(keys().inflight(&node_b))
                 .query(&mut con)
                 .unwrap();
             (n == 0).then_some(())
@@ -236,7 +244,7 @@ async fn a_recurring_task_runs_again_and_again_until_killed() {
         let c = cluster.nodes[0].client();
         let id = t.id.clone();
         async move {
-            let t = get(&mut c.await, &id).await;
+            let t = get(&mut c.await.unwrap(), &id).await;
             (t.runs >= 3).then_some(t)
         }
     })
@@ -424,7 +432,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
         .connect()
         .await
         .unwrap();
-    let mut anon = gitflock_proto::v1::tasks_client::TasksClient::new(channel.clone());
+    let mut anon = gitflock_proto::v1::tasks_client::TasksClient::new(channel);
     let e = anon.create_task(echo("x")).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     let mut wrong =
@@ -436,28 +444,20 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     let e = wrong.nodes.status(Empty {}).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     // Health stays open.
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let h = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        h.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        health(&cluster.nodes[0].url()).await,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
     );
 
     // Nothing was written.
     let mut con = cluster.redis.conn();
     let all: u64 = redis::cmd("ZCARD")
-        .arg(format!("{PREFIX}:all"))
+        .arg(keys().all())
         .query(&mut con)
         .unwrap();
     assert_eq!(all, 0);
     let tasks: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{PREFIX}:task:*"))
+        .arg(format!("{}*", keys().task_family()))
         .query(&mut con)
         .unwrap();
     assert!(tasks.is_empty());
@@ -479,7 +479,7 @@ async fn a_retried_create_with_the_same_request_id_makes_one_task() {
         .await;
     let mut con = cluster.redis.conn();
     let all: u64 = redis::cmd("ZCARD")
-        .arg(format!("{PREFIX}:all"))
+        .arg(keys().all())
         .query(&mut con)
         .unwrap();
     assert_eq!(all, 1);
@@ -614,13 +614,14 @@ async fn sigterm_of_the_master_hands_mastership_over_at_once_and_loses_nothing()
     let mut cluster = Cluster::start(2).await;
     let master = cluster.wait_master().await;
     let other = if master == "node1" { "node2" } else { "node1" };
-    let mut c = cluster.node(other).client().await;
+    let mut c = cluster.node(other).client().await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..40 {
         ids.push(create(&mut c, sleep_task("300ms")).await.id);
     }
     let t0 = std::time::Instant::now();
-    assert!(cluster.node(&master).terminate(), "clean exit 0");
+    let exit = cluster.node(&master).terminate(STOP_GRACE).await;
+    assert!(exit.unwrap().success(), "clean exit 0");
     let new_master = cluster.wait_master().await;
     assert_eq!(new_master, other);
     assert!(
@@ -633,11 +634,11 @@ async fn sigterm_of_the_master_hands_mastership_over_at_once_and_loses_nothing()
         .await;
     let mut con = cluster.redis.conn();
     let inflight: u64 = redis::cmd("LLEN")
-        .arg(format!("{PREFIX}:inflight:{master}"))
+        .arg(keys().inflight(&master))
         .query(&mut con)
         .unwrap();
     let inbox: u64 = redis::cmd("LLEN")
-        .arg(format!("{PREFIX}:inbox:{master}"))
+        .arg(keys().inbox(&master))
         .query(&mut con)
         .unwrap();
     assert_eq!((inbox, inflight), (0, 0));
@@ -649,7 +650,7 @@ async fn sigterm_of_a_busy_node_loses_nothing_moves_mastership_within_a_second_a
     let mut cluster = Cluster::start(2).await;
     let master = cluster.wait_master().await;
     let other = if master == "node1" { "node2" } else { "node1" };
-    let mut c = cluster.node(&master).client().await;
+    let mut c = cluster.node(&master).client().await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..60 {
         ids.push(create(&mut c, sleep_task("200ms")).await.id);
@@ -673,8 +674,7 @@ async fn sigterm_of_a_busy_node_loses_nothing_moves_mastership_within_a_second_a
     let t0 = std::time::Instant::now();
     cluster.node(&master).sigterm();
     let new = wait_for("a new master", Duration::from_secs(5), || async {
-        redis_get(&cluster.redis.url(), &format!("{PREFIX}:lease"))
-            .filter(|v| !v.starts_with(&format!("{master} ")))
+        cluster.lease().filter(|(holder, _)| *holder != master)
     })
     .await;
     assert!(
@@ -682,22 +682,23 @@ async fn sigterm_of_a_busy_node_loses_nothing_moves_mastership_within_a_second_a
         "mastership moved after {:?}",
         t0.elapsed()
     );
-    assert!(new.starts_with(other));
-    assert!(cluster.node(&master).terminate(), "the node exits 0");
+    assert_eq!(new.0, other);
+    let exit = cluster.node(&master).terminate(STOP_GRACE).await;
+    assert!(exit.unwrap().success(), "the node exits 0");
 
     cluster
         .wait_count("SUCCEED", 60, Duration::from_secs(60))
         .await;
     let mut con = cluster.redis.conn();
-    for list in ["inbox", "inflight"] {
-        let n: u64 = redis::cmd("LLEN")
-            .arg(format!("{PREFIX}:{list}:{master}"))
-            .query(&mut con)
-            .unwrap();
+    for (list, key) in [
+        ("inbox", keys().inbox(&master)),
+        ("inflight", keys().inflight(&master)),
+    ] {
+        let n: u64 = redis::cmd("LLEN").arg(key).query(&mut con).unwrap();
         assert_eq!(n, 0, "{list} of the stopped node");
     }
-    cluster.node(&master).restart().await;
-    let mut c = cluster.node(&master).client().await;
+    cluster.node(&master).restart().await.unwrap();
+    let mut c = cluster.node(&master).client().await.unwrap();
     let v = c
         .chain
         .verify_chain(gitflock_proto::v1::VerifyRequest {})
@@ -782,7 +783,8 @@ async fn sigterm_ends_open_streams_so_the_node_stops_at_once() {
         .unwrap()
         .into_inner();
     let t0 = std::time::Instant::now();
-    assert!(cluster.nodes[0].terminate(), "clean exit 0");
+    let exit = cluster.nodes[0].terminate(STOP_GRACE).await;
+    assert!(exit.unwrap().success(), "clean exit 0");
     // The server's graceful stop no longer waits 5 s for streams whose clients stay.
     assert!(
         t0.elapsed() < Duration::from_secs(3),

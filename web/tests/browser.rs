@@ -587,7 +587,7 @@ async fn the_nodes_page_shows_a_node_going_dead_without_a_reload() {
     )
     .await;
     mark(&b).await;
-    c.nodes[2].kill9();
+    c.cluster.nodes[2].kill9();
     wait_text(
         &b,
         "node3 shown dead",

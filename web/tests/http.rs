@@ -539,7 +539,7 @@ async fn the_dashboard_fails_over_when_a_node_dies() {
     let mut c = Cluster::start(2).await;
     let api = Http::bearer(&c.web);
     api.create("echo", "before", "before", 0).await;
-    c.nodes[0].kill9();
+    c.cluster.nodes[0].kill9();
     // Every call still answers, through node2.
     for _ in 0..5 {
         let (s, v) = api.get_json("/api/v1/tasks").await.unwrap();
@@ -700,7 +700,8 @@ async fn a_hashed_password_from_hash_password_logs_in() {
             ("GITFLOCK_WEB_PASSWORD", ""),
             ("GITFLOCK_WEB_PASSWORD_HASH", hash.as_str()),
         ],
-    );
+    )
+    .await;
     let anon = Http::anonymous(&web);
     let r = anon.post_login(PASSWORD).await;
     assert_eq!(r.status(), 401);
@@ -736,7 +737,8 @@ async fn the_dashboard_tells_systemd_when_it_is_ready() {
             ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
             ("WATCHDOG_USEC", "400000"),
         ],
-    );
+    )
+    .await;
     let mut got = Vec::new();
     let mut buf = [0u8; 256];
     while !(got.iter().any(|m: &String| m == "READY=1") && got.iter().any(|m| m == "WATCHDOG=1")) {

@@ -1,385 +1,125 @@
-//! The shared test harness: a real redis-server on a free port, real `gitflock-node`
-//! processes (killed with real signals), clients, and waiting on conditions with deadlines.
+//! The node's tests' harness: `gitflock-harness` (a real redis-server on a free port, real
+//! `gitflock-node` processes killed with real signals, waiting with deadlines) in a temporary
+//! directory, plus what only these tests do: read Redis, through the store's `Keys`, to check
+//! what the store wrote. Everything here panics: it is test-only.
 #![allow(dead_code)]
 
 use gitflock_client::Client;
-use gitflock_proto::v1::{CreateTaskRequest, Empty, Task, TaskState};
+use gitflock_proto::v1::{CreateTaskRequest, GetTaskRequest, Task, TaskState};
 use std::collections::HashMap;
-use std::future::Future;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+pub use gitflock_harness::{Redis, wait_for};
+pub use gitflock_node::store::Keys;
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
-pub const PREFIX: &str = "gitflock";
+/// How long a node has to stop after SIGTERM before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
 
+/// The keys the nodes write under (the default `[redis] prefix`).
+pub fn keys() -> Keys {
+    Keys::new("gitflock")
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    gitflock_harness::free_port().expect("a free port")
 }
 
-/// Polls `cond` until it returns Some, or panics with `what` after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) on a child we spawned.
-    unsafe { libc::kill(pid as libc::pid_t, sig) };
-}
-
-/// A private redis-server; stopped on drop.
-pub struct Redis {
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-    child: Child,
-    aof: bool,
-}
-
-impl Redis {
-    pub fn start() -> Redis {
-        Self::start_with(false)
-    }
-
-    /// With `aof`, every write is appended and fsync'd before Redis answers, so even a kill -9
-    /// of Redis keeps every acknowledged write.
-    pub fn start_with(aof: bool) -> Redis {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Self::spawn(port, dir.path(), aof);
-        let r = Redis {
-            port,
-            dir,
-            child,
-            aof,
-        };
-        r.wait_ready();
-        r
-    }
-
-    fn spawn(port: u16, dir: &Path, aof: bool) -> Child {
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", if aof { "yes" } else { "no" }])
-            .args(["--appendfsync", "always"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (apt-get install redis-server)")
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(c) = redis::Client::open(self.url())
-                && let Ok(mut con) = c.get_connection()
-                && redis::cmd("PING").query::<String>(&mut con).is_ok()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    pub fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_connection()
-            .unwrap()
-    }
-
-    /// Kills redis-server (SIGKILL) and starts it again on the same port and dir.
-    pub fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = Self::spawn(self.port, self.dir.path(), self.aof);
-        self.wait_ready();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One `gitflock-node` process.
-pub struct Node {
-    pub name: String,
-    pub port: u16,
-    pub data: PathBuf,
-    pub log: PathBuf,
-    env: Vec<(String, String)>,
-    child: Option<Child>,
-}
-
-impl Node {
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut cmd = Command::new(gitflock_harness::binary("gitflock-node"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "RUST_LOG",
-                std::env::var("GITFLOCK_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .env("GITFLOCK_NODE_NAME", &self.name)
-            .env("GITFLOCK_NODE_DATA_DIR", &self.data)
-            .env(
-                "GITFLOCK_NODE_GRPC_LISTEN",
-                format!("127.0.0.1:{}", self.port),
-            )
-            .env("GITFLOCK_CLUSTER_TOKEN", TOKEN);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        self.child = Some(
-            cmd.stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-    }
-
-    pub async fn client(&self) -> Client {
-        Client::connect(&self.url(), TOKEN, Some(Duration::from_secs(30)))
-            .await
-            .unwrap()
-    }
-
-    pub async fn wait_ready(&self) {
-        let url = self.url();
-        wait_for(
-            &format!("{} to answer", self.name),
-            Duration::from_secs(20),
-            || {
-                let url = url.clone();
-                async move {
-                    let mut c = Client::connect(&url, TOKEN, Some(Duration::from_secs(2)))
-                        .await
-                        .ok()?;
-                    c.nodes.status(Empty {}).await.ok().map(|_| ())
-                }
-            },
-        )
-        .await;
-    }
-
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn sigstop(&self) {
-        signal(self.pid(), libc::SIGSTOP);
-    }
-
-    pub fn sigcont(&self) {
-        signal(self.pid(), libc::SIGCONT);
-    }
-
-    /// Sends SIGTERM without waiting.
-    pub fn sigterm(&self) {
-        signal(self.pid(), libc::SIGTERM);
-    }
-
-    /// SIGTERM, then waits for the exit; returns whether it exited 0.
-    pub fn terminate(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else {
-            return false;
-        };
-        signal(c.id(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = c.try_wait() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub async fn restart(&mut self) {
-        self.kill9();
-        self.spawn();
-        self.wait_ready().await;
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// Redis plus N nodes named node1…nodeN.
+/// Redis plus N nodes named node1…nodeN, in a temporary directory that outlives them. Derefs
+/// to the harness's [`gitflock_harness::Cluster`] (nodes, Redis, `node(name)`, `add_node`…).
 pub struct Cluster {
-    pub redis: Redis,
-    pub nodes: Vec<Node>,
-    pub dir: tempfile::TempDir,
+    inner: gitflock_harness::Cluster,
+    _dir: tempfile::TempDir,
+}
+
+impl Deref for Cluster {
+    type Target = gitflock_harness::Cluster;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
 }
 
 impl Cluster {
     pub async fn start(n: usize) -> Cluster {
-        Self::start_with(n, &[]).await
+        Self::launch(n, &[], false).await
     }
 
-    /// `env` applies to every node; per-node settings can be changed with [`Cluster::add`].
-    /// On a given Redis (e.g. one with AOF).
-    pub async fn start_on(redis: Redis, n: usize) -> Cluster {
-        let mut c = Cluster {
-            redis,
-            nodes: Vec::new(),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        for _ in 0..n {
-            c.add(&[]).await;
-        }
-        c.wait_master().await;
-        c
-    }
-
+    /// `env` applies to every node (and to those added later, before their own).
     pub async fn start_with(n: usize, env: &[(&str, &str)]) -> Cluster {
-        let mut c = Cluster {
-            redis: Redis::start(),
-            nodes: Vec::new(),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        for _ in 0..n {
-            c.add(env).await;
-        }
-        c.wait_master().await;
-        c
+        Self::launch(n, env, false).await
     }
 
-    /// Starts one more node and waits until it answers.
-    pub async fn add(&mut self, env: &[(&str, &str)]) -> usize {
-        let i = self.nodes.len();
-        let name = format!("node{}", i + 1);
-        let mut env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        env.push(("GITFLOCK_REDIS_URL".into(), self.redis.url()));
-        if !env.iter().any(|(k, _)| k == "GITFLOCK_MIRROR_SERVE_LISTEN") {
-            // Each node serves its mirrors (git daemon) on a port of its own.
-            env.push((
-                "GITFLOCK_MIRROR_SERVE_LISTEN".into(),
-                format!("127.0.0.1:{}", free_port()),
-            ));
-        }
-        let mut node = Node {
-            port: free_port(),
-            data: self.dir.path().join(&name),
-            log: self.dir.path().join(format!("{name}.log")),
-            name,
-            env,
-            child: None,
-        };
-        node.spawn();
-        node.wait_ready().await;
-        self.nodes.push(node);
-        i
+    /// On a Redis with an fsync'd append-only file: a kill -9 of Redis keeps every
+    /// acknowledged write.
+    pub async fn start_with_aof(n: usize) -> Cluster {
+        Self::launch(n, &[], true).await
     }
 
-    pub async fn client(&self) -> Client {
-        self.nodes[0].client().await
-    }
-
-    /// The master's name, once there is one.
-    pub async fn wait_master(&self) -> String {
-        let r = self.redis.url();
-        wait_for("a master", Duration::from_secs(10), || {
-            let r = r.clone();
-            async move {
-                let v: Option<String> = redis_get(&r, &format!("{PREFIX}:lease"));
-                v.map(|v| v.split(' ').next().unwrap_or_default().to_string())
+    /// Nodes started one after another, so node1 is the first master; their log level is
+    /// `GITFLOCK_TEST_LOG` (default info).
+    async fn launch(n: usize, env: &[(&str, &str)], aof: bool) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let level = std::env::var("GITFLOCK_TEST_LOG").unwrap_or_else(|_| "info".into());
+        let node = gitflock_harness::binary("gitflock-node");
+        let started = gitflock_harness::Cluster::builder(&node, dir.path(), TOKEN)
+            .nodes(n)
+            .aof(aof)
+            .staggered(true)
+            .env("RUST_LOG", level)
+            .envs(env)
+            .start()
+            .await;
+        match started {
+            Ok(inner) => Cluster { inner, _dir: dir },
+            Err(e) => {
+                let log = |i| std::fs::read_to_string(dir.path().join(format!("node{i}.log")));
+                let logs: String = (1..=n)
+                    .map(|i| format!("--- node{i}\n{}", log(i).unwrap_or_default()))
+                    .collect();
+                panic!("the cluster did not start: {e}\n{logs}")
             }
-        })
-        .await
+        }
     }
 
-    pub fn node(&mut self, name: &str) -> &mut Node {
-        self.nodes
-            .iter_mut()
-            .find(|n| n.name == name)
-            .expect("node")
+    /// A client of node1.
+    pub async fn client(&self) -> Client {
+        self.nodes[0].client().await.expect("a client of node1")
     }
 
-    /// Task counts by state name, from the store.
+    /// The master's name, once a node names one (within 10 s).
+    pub async fn wait_master(&self) -> String {
+        let master = self.master(Duration::from_secs(10)).await;
+        master.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The lease's holder and epoch, as Redis holds them.
+    pub fn lease(&self) -> Option<(String, u64)> {
+        lease_on(&self.redis)
+    }
+
+    /// Task counts by state name, from the state indexes.
     pub fn counts(&self) -> HashMap<String, u64> {
         let mut con = self.redis.conn();
-        let mut out = HashMap::new();
-        for s in [
-            "WAITING",
-            "INQUEUE",
-            "RUNNING",
-            "RUNTIME_ERROR",
-            "SUCCEED",
-            "KILLED",
-        ] {
-            let n: u64 = redis::cmd("ZCARD")
-                .arg(format!("{PREFIX}:state:{s}"))
-                .query(&mut con)
-                .unwrap();
-            out.insert(s.to_string(), n);
-        }
-        out
+        let k = keys();
+        gitflock_core::task::STATES
+            .iter()
+            .map(|s| {
+                let n: u64 = redis::cmd("ZCARD")
+                    .arg(k.state(*s))
+                    .query(&mut con)
+                    .unwrap();
+                (s.as_str_name().to_string(), n)
+            })
+            .collect()
     }
 
     pub async fn wait_count(&self, state: &str, n: u64, timeout: Duration) {
@@ -389,20 +129,14 @@ impl Cluster {
         .await
     }
 
+    /// One field of a task's hash.
     pub fn task_field(&self, id: &str, field: &str) -> Option<String> {
         let mut con = self.redis.conn();
         redis::cmd("HGET")
-            .arg(format!("{PREFIX}:task:{id}"))
+            .arg(keys().task(id))
             .arg(field)
             .query(&mut con)
             .unwrap()
-    }
-
-    pub fn logs(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| format!("--- {}\n{}", n.name, n.log_text()))
-            .collect()
     }
 }
 
@@ -410,19 +144,47 @@ impl Drop for Cluster {
     // A failing test shows what the nodes said (the last lines of each log).
     fn drop(&mut self) {
         if std::thread::panicking() {
-            for n in &self.nodes {
-                let text = n.log_text();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = &lines[lines.len().saturating_sub(40)..];
-                eprintln!(
-                    "--- {} (last {} lines)\n{}",
-                    n.name,
-                    tail.len(),
-                    tail.join("\n")
-                );
-            }
+            eprintln!("{}", self.log_tails(40));
         }
     }
+}
+
+/// A connection to a cluster's Redis, for reading what the store wrote.
+pub trait RedisConn {
+    fn conn(&self) -> redis::Connection;
+}
+
+impl RedisConn for Redis {
+    fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+/// The lease's holder and epoch on `redis` (`"<node> <epoch>"`), if someone holds it.
+pub fn lease_on(redis: &Redis) -> Option<(String, u64)> {
+    let v = redis_get(&redis.url(), &keys().lease())?;
+    let (n, e) = v.split_once(' ')?;
+    Some((n.to_string(), e.parse().ok()?))
+}
+
+/// What the node at `url` answers to a gRPC health check of the whole server (no token:
+/// health is open).
+pub async fn health(url: &str) -> ServingStatus {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    };
+    let status = health.check(request).await.unwrap().into_inner().status;
+    ServingStatus::try_from(status).unwrap()
 }
 
 pub fn redis_get(url: &str, key: &str) -> Option<String> {
@@ -452,7 +214,7 @@ pub async fn create(c: &mut Client, req: CreateTaskRequest) -> Task {
 
 pub async fn get(c: &mut Client, id: &str) -> Task {
     c.tasks
-        .get_task(gitflock_proto::v1::GetTaskRequest { id: id.into() })
+        .get_task(GetTaskRequest { id: id.into() })
         .await
         .unwrap()
         .into_inner()

@@ -1,278 +1,48 @@
-//! The web tests' harness: a real redis-server, real `gitflock-node` processes, the real
-//! `gitflock-web` binary, an HTTP client that logs in, and waiting with deadlines.
+//! The web tests' harness: `gitflock-harness`'s redis-server, `gitflock-node` processes and
+//! the real `gitflock-web` binary in a temporary directory, an HTTP client that logs in, and
+//! waiting with deadlines. Everything here panics: it is test-only.
 #![allow(dead_code)]
 
-use std::future::Future;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use gitflock_harness::WebConfig;
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+#[allow(unused_imports)] // not every test file waits
+pub use gitflock_harness::{WebProcess as Web, wait_for};
 
 pub const TOKEN: &str = "web-test-token-0123456789abcdef";
 pub const PASSWORD: &str = "correct horse battery";
 
+/// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    gitflock_harness::free_port().expect("a free port")
 }
 
-/// Polls `cond` until it returns Some, or panics with `what` after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) on a child we spawned.
-    unsafe { libc::kill(pid as libc::pid_t, sig) };
-}
-
-/// `target/debug` (or whichever profile built this test).
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    deps.parent().unwrap().to_path_buf()
-}
-
-/// The newest modification time of the files under `path`.
-fn newest(path: &std::path::Path) -> std::time::SystemTime {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return std::time::SystemTime::UNIX_EPOCH;
-    };
-    let own = meta.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
-    if !meta.is_dir() {
-        return own;
-    }
-    std::fs::read_dir(path)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| newest(&e.path()))
-        .fold(own, std::cmp::max)
-}
-
-/// The node binary, built first when it is older than its sources: `cargo nextest run -p
-/// gitflock-web` builds only this crate's binaries, and a stale node would test yesterday's
-/// cluster. A workspace run has just built it: building it again here would resolve other
-/// features (only gitflock-rpc's), rebuild a good part of the tree (~100 s on a fresh
-/// clone) and replace the binary under the rpc tests' feet.
-pub fn node_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let bin = bin_dir().join("gitflock-node");
-            let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-            let sources = ["rpc", "proto", "Cargo.lock", "Cargo.toml"]
-                .iter()
-                .map(|p| newest(&top.join(p)))
-                .max()
-                .unwrap();
-            if std::fs::metadata(&bin)
-                .and_then(|m| m.modified())
-                .is_ok_and(|built| built >= sources)
-            {
-                return bin;
-            }
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let release = bin_dir().ends_with("release");
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-q", "-p", "gitflock-rpc", "--bin", "gitflock-node"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if release {
-                cmd.arg("--release");
-            }
-            let ok = cmd.status().is_ok_and(|s| s.success());
-            if !ok && !bin.is_file() {
-                panic!(
-                    "cannot build gitflock-node and {} does not exist: run `cargo build -p gitflock-rpc` first",
-                    bin.display()
-                );
-            }
-            bin
-        })
-        .clone()
-}
-
-pub struct Redis {
-    pub port: u16,
-    _dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl Redis {
-    pub fn start() -> Redis {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (apt-get install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis {
-            port,
-            _dir: dir,
-            child,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub struct Node {
-    pub name: String,
-    pub port: u16,
-    pub log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Node {
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            signal(c.id(), libc::SIGKILL);
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            signal(c.id(), libc::SIGKILL);
-            let _ = c.wait();
-        }
-    }
-}
-
-pub struct Web {
-    pub port: u16,
-    pub log: PathBuf,
-    child: Child,
-}
-
-impl Web {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Web {
-    fn drop(&mut self) {
-        signal(self.child.id(), libc::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
-
+/// Redis, nodes and the dashboard over them, in a temporary directory that outlives them.
 pub struct Cluster {
-    pub nodes: Vec<Node>,
     pub web: Web,
+    pub cluster: gitflock_harness::Cluster,
     pub dir: tempfile::TempDir,
-    pub redis: Redis,
 }
 
 impl Cluster {
     /// Redis, `n` nodes (with a chain remote), and the dashboard over all of them.
     pub async fn start(n: usize) -> Cluster {
-        let node_bin = node_binary();
         let dir = tempfile::tempdir().unwrap();
-        let redis = Redis::start();
-        let remote = dir.path().join("chain-remote.git");
-        let have_git = Command::new("git")
-            .args(["init", "--bare", "-q"])
-            .arg(&remote)
-            .status()
-            .is_ok_and(|s| s.success());
-        let mut nodes = Vec::new();
-        for i in 1..=n {
-            let name = format!("node{i}");
-            let port = free_port();
-            let log = dir.path().join(format!("{name}.log"));
-            let f = std::fs::File::create(&log).unwrap();
-            let mut cmd = Command::new(&node_bin);
-            cmd.env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("RUST_LOG", "info")
-                .env("GITFLOCK_NODE_NAME", &name)
-                .env("GITFLOCK_NODE_DATA_DIR", dir.path().join(&name))
-                .env("GITFLOCK_NODE_GRPC_LISTEN", format!("127.0.0.1:{port}"))
-                .env("GITFLOCK_NODE_CONCURRENCY", "8")
-                .env("GITFLOCK_REDIS_URL", redis.url())
-                .env("GITFLOCK_CLUSTER_TOKEN", TOKEN)
-                .env("GITFLOCK_CHAIN_BLOCK_INTERVAL_SECS", "0")
-                .env("GITFLOCK_MIRROR_ALLOW_FILE_URLS", "true")
-                .env(
-                    "GITFLOCK_MIRROR_SERVE_LISTEN",
-                    format!("127.0.0.1:{}", free_port()),
-                );
-            if have_git {
-                cmd.env("GITFLOCK_CHAIN_REMOTE", &remote);
-            }
-            let child = cmd
-                .stdin(Stdio::null())
-                .stdout(f.try_clone().unwrap())
-                .stderr(f)
-                .spawn()
-                .unwrap();
-            nodes.push(Node {
-                name,
-                port,
-                log,
-                child: Some(child),
-            });
-        }
-        let endpoints: Vec<String> = nodes.iter().map(|n| n.url()).collect();
-        let web = start_web(dir.path(), &endpoints, &[]);
-        let c = Cluster {
-            nodes,
-            web,
-            dir,
-            redis,
-        };
+        let node = gitflock_harness::binary("gitflock-node");
+        let cluster = gitflock_harness::Cluster::builder(&node, dir.path(), TOKEN)
+            .nodes(n)
+            .chain_remote(&dir.path().join("chain-remote.git"))
+            .env("RUST_LOG", "info")
+            .env("GITFLOCK_NODE_CONCURRENCY", 8)
+            .env("GITFLOCK_CHAIN_BLOCK_INTERVAL_SECS", 0)
+            .env("GITFLOCK_MIRROR_ALLOW_FILE_URLS", true)
+            .ready_timeout(Duration::from_secs(60))
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("the cluster did not start: {e}"));
+        let web = start_web(dir.path(), &cluster.urls(), &[]).await;
+        let c = Cluster { web, cluster, dir };
         c.wait_ready(n).await;
         c
     }
@@ -312,47 +82,33 @@ impl Cluster {
         }
     }
 
+    /// The dashboard's log, then every node's.
     pub fn logs(&self) -> String {
-        let mut s = std::fs::read_to_string(&self.web.log).unwrap_or_default();
-        for n in &self.nodes {
-            s.push_str(&std::fs::read_to_string(&n.log).unwrap_or_default());
-        }
-        s
+        self.web.log_text() + &self.cluster.logs()
     }
 }
 
-/// Starts `gitflock-web` over `endpoints` and waits until `/healthz` answers.
-pub fn start_web(dir: &Path, endpoints: &[String], env: &[(&str, &str)]) -> Web {
+/// Starts `gitflock-web` over `endpoints` (with `env` after the tests' settings) and waits
+/// until it listens.
+pub async fn start_web(dir: &Path, endpoints: &[String], env: &[(&str, &str)]) -> Web {
     let port = free_port();
-    let log = dir.join(format!("web-{port}.log"));
-    let f = std::fs::File::create(&log).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitflock-web"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .env("GITFLOCK_CLUSTER_TOKEN", TOKEN)
-        .env("GITFLOCK_WEB_NODES", endpoints.join(","))
-        .env("GITFLOCK_WEB_PASSWORD", PASSWORD)
-        .env("GITFLOCK_WEB_LISTEN", format!("127.0.0.1:{port}"));
-    for (k, v) in env {
-        cmd.env(k, v);
+    let mut vars = vec![("RUST_LOG".to_string(), "info".to_string())];
+    vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = WebConfig {
+        program: env!("CARGO_BIN_EXE_gitflock-web").into(),
+        nodes: endpoints.to_vec(),
+        token: TOKEN.into(),
+        password: PASSWORD.into(),
+        listen: ([127, 0, 0, 1], port).into(),
+        log: dir.join(format!("web-{port}.log")),
+        env: vars,
+        inherit_env: false,
+    };
+    let log = config.log.clone();
+    match Web::start(config, Duration::from_secs(20)).await {
+        Ok(web) => web,
+        Err(e) => panic!("{e}: {}", std::fs::read_to_string(&log).unwrap_or_default()),
     }
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "gitflock-web did not listen: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Web { port, log, child }
 }
 
 /// The `name=value` pair of the response's cookie `name`, which must be HttpOnly and
