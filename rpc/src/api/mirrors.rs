@@ -72,11 +72,7 @@ impl Mirrors for MirrorService {
                 states: Vec::new(),
                 kind: "mirror".into(),
                 text: r.text,
-                page_size: if r.page_size == 0 {
-                    100
-                } else {
-                    r.page_size as usize
-                },
+                page_size: super::page_size(r.page_size),
                 page_token: r.page_token,
                 with_results: false,
             })

@@ -8,3 +8,12 @@ pub mod status;
 pub mod tasks;
 
 pub use status::Auth;
+
+/// A request's page size: 0 asks for the default (100); the store caps it.
+pub fn page_size(requested: u32) -> usize {
+    if requested == 0 {
+        100
+    } else {
+        requested as usize
+    }
+}

@@ -186,11 +186,7 @@ impl Tasks for TaskService {
                 states,
                 kind: r.r#type,
                 text: r.text,
-                page_size: if r.page_size == 0 {
-                    100
-                } else {
-                    r.page_size as usize
-                },
+                page_size: super::page_size(r.page_size),
                 page_token: r.page_token,
                 with_results: r.with_results,
             })

@@ -1,0 +1,10 @@
+//! The foundation, end to end: real redis-server, real node processes, real signals.
+//!
+//! One test binary; the scenarios are in the submodules.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod failover;
+mod lifecycle;
+mod metrics;
+mod requests;
