@@ -6,6 +6,8 @@
 # by an override file) as the compose project `gitflock-e2e`, and checks:
 #
 #   - a master is elected; an echo task and a 2 s sleep task SUCCEED;
+#   - Redis refuses a client without GITFLOCK_REDIS_PASSWORD (the nodes use the URL with it),
+#     and the password shows in no node's or the dashboard's log;
 #   - a mirror task of git://upstream/demo.git (--interval 5) reaches the upstream's head; its
 #     clone URL (git://nodeN:9418/...) clones from another node's container; a commit pushed
 #     to the upstream is followed;
@@ -44,17 +46,22 @@ t_start=$(date +%s)
 TMPD=$(mktemp -d /tmp/gitflock-e2e.XXXXXX)
 OVERRIDE=$TMPD/e2e.override.yml
 cat >"$OVERRIDE" <<'YAML'
-# .ci/compose.sh: the nodes push their chain blocks to the `upstream` service (profile e2e).
+# .ci/compose.sh: the nodes push their chain blocks to the `upstream` service (profile e2e),
+# and mirror from it: a container on the compose network, a private address, which the
+# example's SSRF guard (GITFLOCK_MIRROR_DENY_PRIVATE_NETWORKS) would refuse.
 services:
   node1:
     environment:
       GITFLOCK_CHAIN_REMOTE: git://upstream/chain.git
+      GITFLOCK_MIRROR_DENY_PRIVATE_NETWORKS: "false"
   node2:
     environment:
       GITFLOCK_CHAIN_REMOTE: git://upstream/chain.git
+      GITFLOCK_MIRROR_DENY_PRIVATE_NETWORKS: "false"
   node3:
     environment:
       GITFLOCK_CHAIN_REMOTE: git://upstream/chain.git
+      GITFLOCK_MIRROR_DENY_PRIVATE_NETWORKS: "false"
 YAML
 
 passed=0
@@ -172,14 +179,21 @@ fi
 random_text() { head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$1"; }
 if [ ! -e "$ENV_FILE" ]; then
   mkdir -p "$(dirname "$ENV_FILE")"
-  (umask 077 && printf 'GITFLOCK_CLUSTER_TOKEN=%s\nGITFLOCK_WEB_PASSWORD=%s\n' \
-    "$(random_text 40)" "$(random_text 20)" >"$ENV_FILE")
+  redis_password=$(random_text 32)
+  (umask 077 && printf 'GITFLOCK_CLUSTER_TOKEN=%s\nGITFLOCK_WEB_PASSWORD=%s\nGITFLOCK_REDIS_PASSWORD=%s\nGITFLOCK_REDIS_URL=redis://:%s@redis:6379/0\n' \
+    "$(random_text 40)" "$(random_text 20)" "$redis_password" "$redis_password" >"$ENV_FILE")
   created_env=1
-  say "created $ENV_FILE with a random token and dashboard password (removed again at the end)"
+  say "created $ENV_FILE with a random token, dashboard and Redis passwords (removed again at the end)"
 elif ! grep -q '^GITFLOCK_WEB_PASSWORD\(_HASH\)\{0,1\}=.' "$ENV_FILE"; then
   printf '# The dashboard login (appended by .ci/compose.sh).\nGITFLOCK_WEB_PASSWORD=%s\n' \
     "$(random_text 20)" >>"$ENV_FILE"
   say "$ENV_FILE had no dashboard password: appended a random GITFLOCK_WEB_PASSWORD (it stays)"
+fi
+if ! grep -q '^GITFLOCK_REDIS_PASSWORD=.' "$ENV_FILE"; then
+  redis_password=$(random_text 32)
+  printf '# Redis (appended by .ci/compose.sh).\nGITFLOCK_REDIS_PASSWORD=%s\nGITFLOCK_REDIS_URL=redis://:%s@redis:6379/0\n' \
+    "$redis_password" "$redis_password" >>"$ENV_FILE"
+  say "$ENV_FILE had no Redis password: appended a random GITFLOCK_REDIS_PASSWORD and its GITFLOCK_REDIS_URL (they stay)"
 fi
 TOKEN=$(sed -n 's/^GITFLOCK_CLUSTER_TOKEN=//p' "$ENV_FILE" | tail -n 1)
 [ ${#TOKEN} -ge 16 ] || die "$ENV_FILE has no GITFLOCK_CLUSTER_TOKEN of at least 16 characters"
@@ -360,6 +374,20 @@ other_node() { # not this service
   local n
   for n in node1 node2 node3; do [ "$n" != "$1" ] && { echo "$n"; return; }; done
 }
+
+phase "Redis asks for GITFLOCK_REDIS_PASSWORD; no node shows it"
+if out=$(in_svc redis redis-cli ping 2>&1) && [[ "$out" == *NOAUTH* ]]; then
+  pass "redis-cli without the password: NOAUTH (the nodes got in with the URL from $ENV_FILE)"
+else
+  fail "redis-cli without the password answered: $(head -c 200 <<<"$out")"
+fi
+REDIS_PASSWORD=$(sed -n 's/^GITFLOCK_REDIS_PASSWORD=//p' "$ENV_FILE" | tail -n 1)
+if [ -n "$REDIS_PASSWORD" ] && ! dc logs --no-color node1 node2 node3 web 2>&1 | grep -qF "$REDIS_PASSWORD" &&
+  ! cli node1 nodes 2>&1 | grep -qF "$REDIS_PASSWORD"; then
+  pass "the Redis password is in no node's or the dashboard's log, nor in gitflock nodes"
+else
+  fail "the Redis password shows in a log or in gitflock nodes"
+fi
 
 phase "mirror task: $MIRROR_URL (profile e2e service upstream), --interval 5"
 UP1=$(upstream_head)

@@ -50,12 +50,13 @@ ensure_env_file() {
   local f=conf/docker/cluster.env
   mkdir -p conf/docker
   [ -e "$f" ] && return 0
-  local token password
+  local token password redis
   token=$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)
   password=$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20)
-  [ ${#token} -ge 32 ] && [ ${#password} -ge 16 ] || die "could not generate a token"
-  (umask 077 && printf '# Created by scripts/build-base-image.sh. Do not commit this file.\nGITFLOCK_CLUSTER_TOKEN=%s\n# The dashboard login (http://127.0.0.1:8080/).\nGITFLOCK_WEB_PASSWORD=%s\n' "$token" "$password" >"$f")
-  log "created $f with a random token and dashboard password"
+  redis=$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)
+  [ ${#token} -ge 32 ] && [ ${#password} -ge 16 ] && [ ${#redis} -ge 24 ] || die "could not generate a token"
+  (umask 077 && printf '# Created by scripts/build-base-image.sh. Do not commit this file.\nGITFLOCK_CLUSTER_TOKEN=%s\n# The dashboard login (http://127.0.0.1:8080/).\nGITFLOCK_WEB_PASSWORD=%s\n# Redis asks for this password; the nodes carry it in their URL.\nGITFLOCK_REDIS_PASSWORD=%s\nGITFLOCK_REDIS_URL=redis://:%s@redis:6379/0\n' "$token" "$password" "$redis" "$redis" >"$f")
+  log "created $f with a random token, dashboard and Redis passwords"
 }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }

@@ -149,37 +149,93 @@
     const nodes = c.nodes || [];
     $$("[data-alive]").forEach(e => { e.textContent = String(nodes.filter(n => n.state === "alive").length); });
     $$("[data-node-total]").forEach(e => { e.textContent = String(nodes.length); });
+    addNodeRows(nodes);
     nodes.forEach(n => {
-      $$("tr[data-node]").filter(r => r.dataset.node === n.name).forEach(r => {
-        r.className = "node-" + n.state;
-        const dot = $(".dot", r); if (dot) dot.className = "dot " + n.state;
-        const st = $("[data-field=state]", r);
-        if (st) { st.className = "badge node-" + n.state; st.textContent = n.state; }
-        const ns = $(".node-state", r); if (ns) ns.textContent = n.state;
-        const hb = $("[data-field=heartbeat]", r); if (hb) { hb.textContent = ""; hb.appendChild(timeEl(n.last_heartbeat)); }
-      });
+      $$("tr[data-node]").filter(r => r.dataset.node === n.name).forEach(r => updateNodeRow(r, n));
+    });
+  }
+  // Every field a node row shows, from the snapshot (the same rules as the template).
+  function setText(r, field, text) { const e = $("[data-field=" + field + "]", r); if (e) e.textContent = text; }
+  function updateNodeRow(r, n) {
+    r.className = "node-" + n.state;
+    const dot = $(".dot", r); if (dot) dot.className = "dot " + n.state;
+    const st = $("[data-field=state]", r);
+    if (st) { st.className = "badge node-" + n.state; st.textContent = n.state; }
+    const ns = $(".node-state", r); if (ns) ns.textContent = n.state;
+    const hb = $("[data-field=heartbeat]", r); if (hb) { hb.textContent = ""; hb.appendChild(timeEl(n.last_heartbeat)); }
+    const role = $("[data-field=role]", r);
+    if (role) {
+      role.textContent = "";
+      const s = document.createElement("span");
+      s.className = n.role === "master" ? "badge master" : "muted";
+      s.textContent = n.role;
+      role.appendChild(s);
+    }
+    setText(r, "epoch", String(n.epoch));
+    const dead = n.state === "dead";
+    setText(r, "load", dead ? "—" : n.running + "/" + n.concurrency);
+    const bar = $("[data-field=load-bar]", r);
+    if (bar) bar.style.width = (dead || !n.concurrency ? 0 : Math.min(100, Math.floor(n.running * 100 / n.concurrency))) + "%";
+    setText(r, "addr", n.addr || "");
+    setText(r, "version", n.version || "");
+    setText(r, "metrics", n.metrics || "—");
+  }
+  // A node that joined after the page was drawn gets its row, where the (name-sorted) list
+  // puts it.
+  function addNodeRows(nodes) {
+    const body = $("#nodes-table tbody");
+    if (!body) return;
+    nodes.forEach((n, i) => {
+      if ($$("tr[data-node]", body).some(r => r.dataset.node === n.name)) return;
+      const tr = document.createElement("tr");
+      tr.dataset.node = n.name;
+      const name = document.createElement("td");
+      const dot = document.createElement("span"); dot.className = "dot"; name.appendChild(dot);
+      const b = document.createElement("b"); b.textContent = n.name; name.append(" ", b);
+      tr.appendChild(name);
+      const role = cell(""); role.dataset.field = "role"; tr.appendChild(role);
+      const st = document.createElement("td"); const badge = document.createElement("span"); badge.dataset.field = "state"; st.appendChild(badge); tr.appendChild(st);
+      const hb = cell(""); hb.dataset.field = "heartbeat"; tr.appendChild(hb);
+      const ep = cell("", "num"); ep.dataset.field = "epoch"; tr.appendChild(ep);
+      const load = document.createElement("td"); load.className = "nowrap";
+      const meter = document.createElement("span"); meter.className = "meter";
+      const fill = document.createElement("span"); fill.dataset.field = "load-bar"; meter.appendChild(fill);
+      const lt = document.createElement("span"); lt.dataset.field = "load";
+      load.append(meter, " ", lt); tr.appendChild(load);
+      ["addr", "metrics"].forEach(f => { const td = cell("", "mono"); td.dataset.field = f; tr.appendChild(td); });
+      const v = cell("", "muted"); v.dataset.field = "version"; tr.appendChild(v);
+      const next = nodes.slice(i + 1).map(m => $$("tr[data-node]", body).find(r => r.dataset.node === m.name)).find(r => r);
+      body.insertBefore(tr, next || null);
+      const empty = $(".card .empty"); if (empty && empty.closest("section") === body.closest("section")) empty.remove();
     });
   }
 
   // ---- the event stream ----
+  // Reads the shown tasks again (after a gap in the stream).
+  function resync() {
+    const d = $("#task-detail");
+    if (d) {
+      fetch("/api/v1/tasks/" + encodeURIComponent(d.dataset.taskId), { credentials: "same-origin" })
+        .then(r => r.ok ? r.json() : null).then(t => { if (t) renderDetail(t); }).catch(() => {});
+    }
+    if ($("#tasks-table")) {
+      fetch("/api/v1/tasks" + location.search, { credentials: "same-origin" })
+        .then(r => r.ok ? r.json() : null)
+        .then(v => { if (v) v.tasks.forEach(t => onTaskList({ kind: "changed", task: t })); })
+        .catch(() => {});
+    }
+  }
   function connect() {
     if (document.body.dataset.page === "login" || !window.EventSource) return;
     const live = $("#live");
     const es = new EventSource("/events");
-    es.addEventListener("hello", () => { if (live) { live.className = "live on"; live.textContent = "live"; } });
+    // Connected: what changed between the page's rendering and now was not streamed to it.
+    es.addEventListener("hello", () => { if (live) { live.className = "live on"; live.textContent = "live"; } resync(); });
     es.addEventListener("task", e => { const ev = JSON.parse(e.data); onTaskList(ev); onTaskRows(ev); onTaskDetail(ev); });
     es.addEventListener("cluster", e => onCluster(JSON.parse(e.data)));
     // Changes may have been missed (the dashboard's own stream from the nodes reconnected, or
     // this page fell behind): read the shown tasks again.
-    es.addEventListener("resync", () => {
-      const d = $("#task-detail"); if (d) onTaskDetail({ kind: "changed", task: { id: d.dataset.taskId, results: [] } });
-      if ($("#tasks-table")) {
-        fetch("/api/v1/tasks" + location.search, { credentials: "same-origin" })
-          .then(r => r.ok ? r.json() : null)
-          .then(v => { if (v) v.tasks.forEach(t => onTaskList({ kind: "changed", task: t })); })
-          .catch(() => {});
-      }
-    });
+    es.addEventListener("resync", resync);
     es.onerror = () => { if (live) { live.className = "live off"; live.textContent = "reconnecting…"; } };
     window.__gitflockEvents = es;
   }
@@ -203,6 +259,11 @@
     form.addEventListener("change", update);
     update();
   }
+  // A select that chooses what the page shows (the chain's node) applies at once.
+  document.addEventListener("change", e => {
+    const s = e.target.closest("select[data-autosubmit]");
+    if (s && s.form) s.form.submit();
+  });
   document.addEventListener("click", e => {
     const b = e.target.closest("[data-confirm]");
     if (b && !window.confirm(b.dataset.confirm)) e.preventDefault();

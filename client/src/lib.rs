@@ -6,11 +6,16 @@
 //! - [`Client::connect`] dials one node now (the CLI); [`Pool`] keeps lazy channels to several
 //!   and fails over between them (the dashboard).
 //! - [`endpoint_url`]: `host:port` or `http(s)://host:port`, the one way an address is read.
+//! - [`Tls`]: `https://` nodes checked against the cluster's CA, and a client certificate for
+//!   nodes that ask for one (mutual TLS).
 
 mod pool;
+mod tls;
 
 pub use pool::{Observer, Pool, Quiet, is_unreachable};
+pub use tls::Tls;
 
+use gitflock_proto::v1::AskAliveRequest;
 use gitflock_proto::v1::chain_client::ChainClient;
 use gitflock_proto::v1::mirrors_client::MirrorsClient;
 use gitflock_proto::v1::nodes_client::NodesClient;
@@ -76,27 +81,79 @@ impl Client {
         }
     }
 
-    /// Dials `server` (`host:port` or a URL) now; `timeout` bounds every call made through it.
+    /// Dials `server` (`host:port` or a URL) now, without TLS settings (an `https://` node
+    /// needs [`Client::connect_with`]); `timeout` bounds every call made through it.
     pub async fn connect(
         server: &str,
         token: &str,
         timeout: Option<Duration>,
     ) -> Result<Client, ClientError> {
+        Client::connect_with(server, token, timeout, &Tls::default()).await
+    }
+
+    /// [`Client::connect`] with TLS settings for `https://` (a bare `host:port` is dialled
+    /// over TLS when `tls` has a CA).
+    pub async fn connect_with(
+        server: &str,
+        token: &str,
+        timeout: Option<Duration>,
+        tls: &Tls,
+    ) -> Result<Client, ClientError> {
+        const CONNECT: Duration = Duration::from_secs(3);
         let bearer = Bearer::new(token)?;
-        let url = endpoint_url(server).map_err(|e| ClientError(format!("--server {e}")))?;
-        let mut ep = Endpoint::from_shared(url)
-            .map_err(|_| ClientError(format!("--server {server:?} is not a node address")))?
-            .connect_timeout(Duration::from_secs(3))
+        let url = tls
+            .endpoint_url(server)
+            .map_err(|e| ClientError(format!("--server {e}")))?;
+        let mut ep = tls
+            .endpoint(&url, CONNECT)?
+            .connect_timeout(CONNECT)
             .tcp_nodelay(true);
         if let Some(t) = timeout {
             ep = ep.timeout(t);
         }
-        let channel = ep
-            .connect()
-            .await
-            .map_err(|e| ClientError(format!("cannot reach {server}: {}", root_cause(&e))))?;
-        Ok(Client::new(channel, bearer))
+        let channel = ep.connect().await.map_err(|e| {
+            let cause = root_cause(&e);
+            let why = tls::explain(&url, &cause).unwrap_or(cause);
+            ClientError(format!("cannot reach {server}: {why}"))
+        })?;
+        let client = Client::new(channel, bearer);
+        if url.starts_with("https://") {
+            // TLS 1.3 ends the client's side of the handshake before the server has checked
+            // the client's certificate (or its absence): a node with [tls] client_auth refuses
+            // only once something is sent. Send something now, so that refusal is this
+            // error, in words.
+            let mut nodes = client.nodes.clone();
+            let asked = nodes.ask_alive(AskAliveRequest::default()).await;
+            // A failure below gRPC (it has a source: h2, io, TLS), not a node's answer.
+            if let Err(s) = asked
+                && (std::error::Error::source(&s).is_some() || is_unreachable(&s))
+            {
+                let why = tls_failure(&s).unwrap_or_else(|| {
+                    if tls.has_identity() {
+                        "the node closed the TLS connection: does it refuse this client's certificate (not signed by the cluster's CA?)".into()
+                    } else {
+                        "the node closed the TLS connection: does it ask for a client certificate ([tls] client_auth)? give --cert and --key".into()
+                    }
+                });
+                return Err(ClientError(format!("cannot reach {server}: {why}")));
+            }
+        }
+        Ok(client)
     }
+}
+
+/// Why a call failed, when it is about TLS, in words for people: a node that asks for a
+/// client certificate, or refuses this one, says so only once the first call is sent (TLS
+/// 1.3 ends the handshake before the server has checked the client). None otherwise.
+pub fn tls_failure(status: &tonic::Status) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = cur {
+        if let Some(why) = tls::explain("", &e.to_string()) {
+            return Some(why);
+        }
+        cur = e.source();
+    }
+    None
 }
 
 /// `host:port` or `http(s)://host:port` → a URL tonic can dial; an error says what was given.

@@ -5,7 +5,7 @@
 //! idempotent, kill and delete act on ids, and CreateTask carries a `request_id` so a retry
 //! returns the task the first attempt created.
 
-use crate::{Bearer, Client, ClientError, endpoint_url};
+use crate::{Bearer, Client, ClientError, Tls};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -73,18 +73,20 @@ pub fn is_unreachable(s: &Status) -> bool {
 }
 
 impl Pool {
-    /// Channels to `addrs` (each `host:port` or a URL), dialled on first use.
+    /// Channels to `addrs` (each `host:port` or a URL; `https://` ones through `tls`),
+    /// dialled on first use.
     pub fn new(
         addrs: &[String],
         token: &str,
+        tls: &Tls,
         observer: Arc<dyn Observer>,
     ) -> Result<Pool, ClientError> {
         let bearer = Bearer::new(token)?;
         let mut nodes = Vec::new();
         for addr in addrs {
-            let url = endpoint_url(addr).map_err(ClientError)?;
-            let ep = Endpoint::from_shared(url.clone())
-                .map_err(|_| ClientError(format!("{addr:?} is not a node address")))?
+            let url = tls.endpoint_url(addr).map_err(ClientError)?;
+            let ep = tls
+                .endpoint(&url, Duration::from_secs(3))?
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true);
             let calls_ep = ep.clone().timeout(Duration::from_secs(10));

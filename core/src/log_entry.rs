@@ -74,21 +74,29 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     Ok(ms)
 }
 
+/// Refuses a `create_at` more than `max_skew` ahead of `now_ms` (the writing node's clock).
+/// Entries never go back in time, so an entry from the far future would stamp every later one
+/// with its own time, for ever.
+pub fn check_not_ahead(
+    create_at: i64,
+    now_ms: i64,
+    max_skew: std::time::Duration,
+) -> Result<(), String> {
+    let limit = now_ms.saturating_add(max_skew.as_millis().min(i64::MAX as u128) as i64);
+    if create_at > limit {
+        return Err(format!(
+            "create_at {} is more than {}s ahead of this node's clock ({})",
+            format_time(create_at),
+            max_skew.as_secs(),
+            format_time(now_ms)
+        ));
+    }
+    Ok(())
+}
+
 /// RFC 3339, UTC, always with milliseconds: the form stored in messages.
 pub fn format_time(ms: i64) -> String {
-    match OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            t.month() as u8,
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        ),
-        Err(_) => String::new(),
-    }
+    crate::task::rfc3339_ms(ms)
 }
 
 impl Entry {
@@ -175,5 +183,22 @@ mod tests {
             parse_time("2023-11-14T23:13:20.123+01:00").unwrap(),
             1_700_000_000_123
         );
+    }
+
+    #[test]
+    fn times_ahead_of_the_clock_are_refused_beyond_the_skew() {
+        let now = 1_700_000_000_000;
+        let skew = std::time::Duration::from_secs(300);
+        assert!(check_not_ahead(now, now, skew).is_ok());
+        assert!(check_not_ahead(now + 300_000, now, skew).is_ok());
+        assert!(check_not_ahead(now - 86_400_000, now, skew).is_ok());
+        let e =
+            check_not_ahead(parse_time("9999-12-31T23:59:59Z").unwrap(), now, skew).unwrap_err();
+        assert_eq!(
+            e,
+            "create_at 9999-12-31T23:59:59.000Z is more than 300s ahead of this node's clock \
+             (2023-11-14T22:13:20.000Z)"
+        );
+        assert!(check_not_ahead(now + 1, now, std::time::Duration::ZERO).is_err());
     }
 }

@@ -6,7 +6,12 @@
 //!   option-looking text and control characters are refused.
 //! - A repository's identity is its host (lower case), port and path without a trailing
 //!   `.git` — not its scheme or credentials: `https://h/a` and `git://h/a.git` are one mirror.
-//!   The identity gives the storage path, the task id (UUID v5) and the placement hash.
+//!   The identity gives the storage path, the task id (UUID v5) and the placement hash. Path
+//!   segments are compared in their canonical form (RFC 3986 §6.2.2: escapes of unreserved
+//!   characters decoded, hex digits in upper case), so `/%61` and `/a` are one repository.
+//! - Storage paths never nest: no mirror's directory lies inside another's (a mirror stored
+//!   in `a.git/refs/…` would have its refs pruned by the outer one, and one in `a.git/HEAD/…`
+//!   would be removed by the outer one's first run).
 //!
 //! It lives in core (not in the node's `mirror` module) because the config checks
 //! `[mirror] list_url` with it and the CLI and dashboard name mirrors by it; none of them
@@ -24,7 +29,8 @@ pub struct MirrorUrl {
     pub fetch_url: String,
     /// Host (lower case) and `:port` if one was given.
     pub host: String,
-    /// Path segments, percent-encoded as in the URL, the last without `.git`.
+    /// Path segments, percent-encoded in the canonical form (every `%` starts the escape of a
+    /// byte that is not an unreserved character), the last without `.git`.
     pub segments: Vec<String>,
 }
 
@@ -153,7 +159,11 @@ impl MirrorUrl {
 
     /// The bare repository's path under the mirrors directory: `<host>/<path>.git`.
     /// Injective: segments stay percent-encoded and a leading '.' is encoded, so no two
-    /// identities share a path and nothing escapes the directory.
+    /// identities share a path and nothing escapes the directory. Never nested: only the last
+    /// component ends in `.git`, since a directory segment's `.git` ending is encoded
+    /// (`a.git/x` is stored as `a%2Egit/x.git`), so no mirror lies inside another's directory.
+    /// Canonical segments never hold `%2E` (a dot is unreserved), so both encodings stay
+    /// injective.
     pub fn rel_path(&self) -> PathBuf {
         let mut p = PathBuf::from(safe_segment(&self.host));
         let n = self.segments.len();
@@ -161,7 +171,11 @@ impl MirrorUrl {
             if i + 1 == n {
                 p.push(format!("{}.git", safe_segment(s)));
             } else {
-                p.push(safe_segment(s));
+                let dir = safe_segment(s);
+                match dir.strip_suffix(".git") {
+                    Some(stem) => p.push(format!("{stem}%2Egit")),
+                    None => p.push(dir),
+                }
             }
         }
         p
@@ -242,13 +256,10 @@ fn normalize_dots(path: &str) -> Result<String, String> {
 fn segments_of(path: &str) -> Result<Vec<String>, String> {
     let mut segs: Vec<String> = path
         .split('/')
-        .filter(|s| !s.is_empty() && *s != ".")
-        .map(str::to_string)
+        .map(canonical_segment)
+        .filter(|s| !s.is_empty() && s != ".")
         .collect();
-    if segs
-        .iter()
-        .any(|s| s == ".." || s.eq_ignore_ascii_case("%2e%2e"))
-    {
+    if segs.iter().any(|s| s == "..") {
         return Err("the path holds '..'".into());
     }
     if let Some(last) = segs.last_mut()
@@ -263,6 +274,44 @@ fn segments_of(path: &str) -> Result<Vec<String>, String> {
         return Err("the repository path is over 32 segments deep".into());
     }
     Ok(segs)
+}
+
+/// A percent-encoded segment in its canonical form (RFC 3986 §6.2.2): escapes of unreserved
+/// characters (letters, digits, `-._~`) decoded, the other escapes' hex digits in upper case,
+/// and a `%` that starts no escape encoded as `%25`. Afterwards every `%` starts the escape of
+/// a byte that is not unreserved; in particular no segment holds `%2E`.
+fn canonical_segment(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'%' {
+            let c = s[i..].chars().next().expect("a char at a char boundary");
+            out.push(c);
+            i += c.len_utf8();
+            continue;
+        }
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b.get(i + 1).and_then(|&c| hex(c)),
+            b.get(i + 2).and_then(|&c| hex(c)),
+        ) {
+            (Some(hi), Some(lo)) => {
+                let byte = (hi * 16 + lo) as u8;
+                if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                    out.push(byte as char);
+                } else {
+                    out.push_str(&format!("%{byte:02X}"));
+                }
+                i += 3;
+            }
+            _ => {
+                out.push_str("%25");
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// A file-name-safe, injective form of a segment: '%' stays (it only ever starts an escape in
@@ -375,5 +424,62 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 10, "{seen:?}");
+    }
+
+    #[test]
+    fn storage_paths_never_nest() {
+        let urls = [
+            "https://h/a",
+            "https://h/a.git/refs/x",
+            "https://h/a.git/refs/heads/main",
+            "https://h/a.git/objects/x",
+            "https://h/a.git/HEAD/x",
+            "https://h/a.git.git/x",
+            "https://h/a%2Egit/x",
+            "https://h/.git/x",
+            "https://h/%2Egit/x",
+            "https://h/a/b",
+            "https://h/a/b.git/c",
+            "git@h:a.git/refs/y.git",
+        ];
+        let paths: Vec<(String, PathBuf)> = urls
+            .iter()
+            .map(|u| (u.to_string(), ok(u).rel_path()))
+            .collect();
+        for (u, p) in &paths {
+            for (v, q) in &paths {
+                if u != v && ok(u).key() != ok(v).key() {
+                    assert!(
+                        !q.starts_with(p),
+                        "{v} ({q:?}) is stored inside {u} ({p:?})"
+                    );
+                }
+            }
+            let dirs: Vec<_> = p.components().collect();
+            for c in &dirs[..dirs.len() - 1] {
+                let c = c.as_os_str().to_string_lossy();
+                assert!(!c.ends_with(".git"), "{u}: directory {c} of {p:?}");
+            }
+        }
+        assert_eq!(
+            ok("https://h/a.git/refs/x").rel_path(),
+            PathBuf::from("h/a%2Egit/refs/x.git")
+        );
+    }
+
+    #[test]
+    fn escapes_of_unreserved_characters_name_the_same_repository() {
+        assert_eq!(ok("https://h/%61/b%2Dc").key(), ok("https://h/a/b-c").key());
+        assert_eq!(ok("https://h/a%2fb").key(), ok("https://h/a%2Fb").key());
+        assert_ne!(ok("https://h/a%2Fb").key(), ok("https://h/a/b").key());
+        assert_eq!(ok("https://h/%2Egit/x").key(), ok("https://h/.git/x").key());
+        assert_eq!(canonical_segment("%%32E"), "%252E");
+        assert_eq!(canonical_segment("a%zz"), "a%25zz");
+        // Whatever the parser makes of escaped dots, no segment climbs.
+        for u in ["https://h/a/%2E%2E/%2e%2E/x", "git@h:a/%2E%2E/x"] {
+            if let Ok(m) = MirrorUrl::parse(u, false) {
+                assert!(!m.segments.iter().any(|s| s == ".."), "{u}: {m:?}");
+            }
+        }
     }
 }

@@ -79,7 +79,10 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().hyphenated().to_string()
 }
 
-/// Text fields may not hold control characters (they end up in terminals, logs and pages).
+/// Text fields may not hold control characters (they end up in terminals, logs and pages:
+/// ESC starts a terminal escape sequence, and C1 controls like U+009B are one on their own)
+/// nor the invisible marks that reorder or hide text (bidirectional overrides and isolates,
+/// zero-width characters), which make a name read as something it is not.
 pub fn check_text(field: &str, value: &str, max: usize, allow_empty: bool) -> Result<(), String> {
     if value.is_empty() && !allow_empty {
         return Err(format!("{field} is empty"));
@@ -90,7 +93,36 @@ pub fn check_text(field: &str, value: &str, max: usize, allow_empty: bool) -> Re
     if value.chars().any(char::is_control) {
         return Err(format!("{field} holds a control character"));
     }
+    if value.chars().any(is_invisible_mark) {
+        return Err(format!(
+            "{field} holds an invisible formatting character (a bidirectional override or a \
+             zero-width mark)"
+        ));
+    }
     Ok(())
+}
+
+/// Characters that change how the text around them is shown without showing themselves.
+pub fn is_invisible_mark(c: char) -> bool {
+    // Not U+200C/U+200D (zero-width non-joiner and joiner): Persian, Indic scripts and emoji
+    // need them.
+    matches!(c,
+        '\u{061C}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// A name as it may be shown in a message: characters a name may not hold are escaped
+/// (`\u{1b}`), so a hostile name cannot drive the terminal or the page that shows the error.
+pub fn printable_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control() || is_invisible_mark(c) || c == '\\' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub fn check_type_name(t: &str) -> Result<(), String> {
@@ -119,17 +151,32 @@ pub fn shorten(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// RFC 3339 in UTC with milliseconds; 0 (never) renders as JSON null.
+/// RFC 3339 in UTC with exactly three digits of milliseconds (`…:56.940Z`, never `…:56.94Z`),
+/// so times line up in tables and compare as text; 0 (never) renders as JSON null.
 pub fn rfc3339(ms: i64) -> Value {
     if ms <= 0 {
         return Value::Null;
     }
+    match rfc3339_ms(ms) {
+        s if s.is_empty() => Value::Null,
+        s => Value::String(s),
+    }
+}
+
+/// The text of [`rfc3339`] (also the log chain's form of a time); empty out of range.
+pub fn rfc3339_ms(ms: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000) {
-        Ok(t) => t
-            .format(&time::format_description::well_known::Rfc3339)
-            .map(Value::String)
-            .unwrap_or(Value::Null),
-        Err(_) => Value::Null,
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => String::new(),
     }
 }
 
@@ -192,6 +239,25 @@ mod tests {
     }
 
     #[test]
+    fn names_refuse_terminal_escapes_and_invisible_marks() {
+        for bad in [
+            "a\u{1b}[31mred",
+            "a\u{9b}31mred",
+            "a\u{7f}",
+            "invoice\u{202E}fdp.exe",
+            "a\u{2067}b",
+            "zero\u{200B}width",
+            "bom\u{FEFF}",
+        ] {
+            assert!(check_text("name", bad, 256, false).is_err(), "{bad:?}");
+        }
+        assert!(check_text("name", "Grüße, 日本語 — ok", 256, false).is_ok());
+        assert_eq!(printable_name("r/\u{1b}[31mred"), "r/\\u{1b}[31mred");
+        assert_eq!(printable_name("a\u{202E}b\\"), "a\\u{202e}b\\\\");
+        assert_eq!(printable_name("plain/name"), "plain/name");
+    }
+
+    #[test]
     fn shorten_keeps_char_boundaries() {
         assert_eq!(shorten("héllo", 2), "h");
         assert_eq!(shorten("abc", 5), "abc");
@@ -204,5 +270,14 @@ mod tests {
             json!("2023-11-14T22:13:20.123Z")
         );
         assert_eq!(rfc3339(0), Value::Null);
+        // Fixed width: trailing zeros are kept.
+        assert_eq!(
+            rfc3339(1_700_000_000_940),
+            json!("2023-11-14T22:13:20.940Z")
+        );
+        assert_eq!(
+            rfc3339(1_700_000_000_000),
+            json!("2023-11-14T22:13:20.000Z")
+        );
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::process::{Process, command};
 use crate::signal::{SIGCONT, SIGSTOP, SIGTERM};
+use crate::tls::ServeTls;
 use crate::wait::{Poll, poll_until};
 
 /// How long a restarted node has to answer.
@@ -36,12 +37,24 @@ pub struct NodeConfig {
     pub env: Vec<(String, String)>,
     /// Pass the caller's environment on (`gitflock dev`); else only PATH.
     pub inherit_env: bool,
+    /// Serve gRPC over TLS (then its URL is `https://`, and the harness's own calls show the
+    /// node's certificate as theirs).
+    pub tls: Option<ServeTls>,
 }
 
 impl NodeConfig {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// How a client reaches it: the CA and a client certificate with TLS, else nothing.
+    pub fn client_tls(&self) -> Result<gitflock_client::Tls, String> {
+        match &self.tls {
+            Some(t) => t.files.client(),
+            None => Ok(gitflock_client::Tls::default()),
+        }
     }
 }
 
@@ -100,10 +113,11 @@ impl NodeProcess {
 
     /// A client of its gRPC API with the cluster token; every call times out after 30 s.
     pub async fn client(&self) -> Result<Client, String> {
-        Client::connect(
+        Client::connect_with(
             &self.url(),
             &self.config.token,
             Some(Duration::from_secs(30)),
+            &self.config.client_tls()?,
         )
         .await
         .map_err(|e| e.0)
@@ -129,11 +143,16 @@ impl NodeProcess {
             )
         });
         let (url, token) = (self.url(), self.config.token.clone());
+        let tls = self.config.client_tls();
         async move {
             if let Some(e) = exited {
                 return Poll::Failed(e);
             }
-            match status_master(&url, &token).await {
+            let tls = match tls {
+                Ok(t) => t,
+                Err(e) => return Poll::Failed(e),
+            };
+            match status_master(&url, &token, &tls).await {
                 Some(m) if !need_master || !m.is_empty() => Poll::Ready(m),
                 _ => Poll::Pending,
             }
@@ -180,8 +199,12 @@ impl NodeProcess {
 
 /// The master that the node at `url` names in `Nodes.Status` (empty: none), or None if it
 /// does not answer.
-pub(crate) async fn status_master(url: &str, token: &str) -> Option<String> {
-    let mut c = Client::connect(url, token, Some(Duration::from_secs(2)))
+pub(crate) async fn status_master(
+    url: &str,
+    token: &str,
+    tls: &gitflock_client::Tls,
+) -> Option<String> {
+    let mut c = Client::connect_with(url, token, Some(Duration::from_secs(2)), tls)
         .await
         .ok()?;
     let s = c.nodes.status(Empty {}).await.ok()?;
@@ -202,6 +225,9 @@ fn spawn(c: &NodeConfig, append: bool) -> Result<Process, String> {
     }
     if let Some(p) = c.serve_port {
         cmd.env("GITFLOCK_MIRROR_SERVE_LISTEN", format!("127.0.0.1:{p}"));
+    }
+    if let Some(t) = &c.tls {
+        cmd.envs(t.files.node_env(t.client_auth));
     }
     cmd.envs(c.env.iter().map(|(k, v)| (k, v)));
     Process::spawn(&c.name, &mut cmd, Some(&c.log), append)

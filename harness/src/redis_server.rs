@@ -1,5 +1,5 @@
 //! A private `redis-server` on 127.0.0.1 (started from PATH, its files in a directory of its
-//! own), and [`Redis`], the Redis a cluster runs on: one it started or one it was given.
+//! own), a primary or a replica.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,8 @@ pub struct RedisOptions {
     pub aof: bool,
     /// Where its output goes (else it is discarded).
     pub log: Option<PathBuf>,
+    /// A replica of the redis-server on this port of 127.0.0.1 (else a primary).
+    pub replica_of: Option<u16>,
 }
 
 /// A redis-server process; killed (SIGKILL) when dropped.
@@ -91,6 +93,20 @@ impl RedisServer {
         self.wait_ready().await
     }
 
+    /// Kills redis-server (SIGKILL) and leaves it dead (see [`RedisServer::restart`]).
+    pub fn kill9(&mut self) {
+        self.process.kill9();
+    }
+
+    /// Starts it again on the same port and directory (after [`RedisServer::kill9`]), now as a
+    /// replica of the server on port `primary` (None: a primary), and waits until it answers.
+    pub async fn restart(&mut self, primary: Option<u16>) -> Result<(), String> {
+        self.process.kill9();
+        self.options.replica_of = primary;
+        self.process = spawn(self.port, &self.dir, &self.options, true)?;
+        self.wait_ready().await
+    }
+
     /// SIGTERM (Redis saves nothing: it persists only through the AOF), then waits up to
     /// `grace` (killing it after).
     pub async fn stop(&mut self, grace: Duration) -> Result<ExitStatus, String> {
@@ -132,6 +148,9 @@ fn spawn(port: u16, dir: &Path, o: &RedisOptions, append: bool) -> Result<Proces
     .args(["--appendfsync", "always"])
     .arg("--dir")
     .arg(dir);
+    if let Some(primary) = o.replica_of {
+        cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+    }
     Process::spawn("redis-server", &mut cmd, o.log.as_deref(), append)
 }
 
@@ -147,37 +166,4 @@ pub fn redis_answers(addr: SocketAddr) -> bool {
     s.write_all(b"PING\r\n").is_ok()
         && s.read(&mut buf)
             .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
-}
-
-/// The Redis a cluster runs on.
-pub enum Redis {
-    /// Started for the cluster: stopped after its nodes.
-    Started(RedisServer),
-    /// Given by URL (`gitflock dev --redis`, the benchmarks): left alone.
-    External(String),
-}
-
-impl Redis {
-    pub fn url(&self) -> String {
-        match self {
-            Redis::Started(s) => s.url(),
-            Redis::External(url) => url.clone(),
-        }
-    }
-
-    /// The redis-server the cluster started, if it did.
-    pub fn server(&mut self) -> Option<&mut RedisServer> {
-        match self {
-            Redis::Started(s) => Some(s),
-            Redis::External(_) => None,
-        }
-    }
-
-    /// [`RedisServer::kill9_and_restart`]; an error on an external Redis.
-    pub async fn kill9_and_restart(&mut self) -> Result<(), String> {
-        match self.server() {
-            Some(s) => s.kill9_and_restart().await,
-            None => Err("an external Redis is not the harness's to restart".into()),
-        }
-    }
 }

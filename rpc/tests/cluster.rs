@@ -378,12 +378,18 @@ async fn a_node_back_from_the_dead_does_not_finish_a_task_that_was_reassigned() 
     .await;
     cluster.node(other).sigcont();
     let t = wait_state(&c, &on_other, TaskState::Succeed, Duration::from_secs(20)).await;
-    // The paused node's run ended too, but only the new owner's run was recorded.
+    // The paused node's run ended too, but only the new owner's run was recorded (beside the
+    // record of the run lost when the paused node was declared dead).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let t2 = get(&mut c, &on_other).await;
     assert_eq!(t2.runs, 1, "{:?}", t2.results);
-    assert_eq!(t2.results.len(), 1);
+    assert_eq!(t2.results.len(), 2, "{:?}", t2.results);
     assert_eq!(t2.results[0].node, master);
+    assert_eq!(
+        (t2.results[1].node.as_str(), t2.results[1].code),
+        (other, 1)
+    );
+    assert!(t2.results[1].message.contains("declared dead"));
     assert_eq!(t.node, master);
 }
 

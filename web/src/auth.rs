@@ -2,6 +2,15 @@
 //! rate limit ([`Auth`]), the cookies that carry them, and [`Viewer`], who a request is from.
 //! The `guard` middleware applies these rules to every route.
 //!
+//! - Login attempts are limited per client ([`ClientKey`]: its address, an IPv6 client by its
+//!   /64), counted *before* the password is checked, so a burst of parallel posts gets no more
+//!   guesses than a sequence; a right password takes its attempt back. The client is the TCP
+//!   peer, or, when the peer is one of `[web] trusted_proxies`, the address the proxy
+//!   forwarded (`X-Forwarded-For`, else `X-Real-IP`): behind nginx, one attacker does not lock
+//!   everyone out, and without a trusted proxy a forged header changes nothing.
+//! - At most [`PASSWORD_CHECKS`] argon2 checks run at once (each costs ~19 MiB and tens of ms
+//!   of CPU); a login that finds no free check within [`CHECK_WAIT`] is refused as busy.
+//!
 //! - A session is a cookie `gitflock_session=v1.<expiry>.<sid>.<mac>`: the MAC is
 //!   HMAC-SHA256 over expiry and a random session id, keyed by a secret derived from the
 //!   cluster token and the password (so changing either ends every session). No server-side
@@ -17,7 +26,7 @@
 //! - Open routes need none of this: `/login`, `/healthz`, the assets, and `POST /hooks/push`
 //!   (the node checks the webhook's own secret); the route table lists them (`routes::is_open`).
 
-use crate::config::Password;
+use crate::config::{Cidr, Password};
 use actix_web::http::header;
 use actix_web::{HttpRequest, web};
 use gitflock_core::secret;
@@ -26,7 +35,9 @@ use sha2::Sha256;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -44,9 +55,59 @@ type Kind = (&'static str, &'static str);
 const SESSION: Kind = ("v1", "session");
 const LOGIN_FORM: Kind = ("l1", "login");
 
-/// Failed logins allowed per client address per window, before 429.
+/// Login attempts a client may have counted in a window (wrong passwords, and checks still
+/// running), before 429.
 const LOGIN_FAILURES: usize = 5;
 const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// Password checks that run at once: a dashboard logs in a handful of people, and a flood of
+/// posts must not take every core and hundreds of MiB for argon2.
+pub const PASSWORD_CHECKS: usize = 2;
+/// How long a login waits for a free password check before it is refused as busy.
+pub const CHECK_WAIT: Duration = Duration::from_secs(5);
+
+/// Whom a login attempt counts against: the client's IPv4 address, or its IPv6 /64 (one
+/// subscriber's network, from which it may pick any address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientKey(IpAddr);
+
+impl ClientKey {
+    pub fn of(ip: IpAddr) -> ClientKey {
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => ClientKey(IpAddr::V4(v4)),
+                None => ClientKey(IpAddr::V6((u128::from(v6) & !(u64::MAX as u128)).into())),
+            },
+            v4 => ClientKey(v4),
+        }
+    }
+}
+
+impl std::fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}"),
+            IpAddr::V6(a) => write!(f, "{a}/64"),
+        }
+    }
+}
+
+/// A login attempt counted against its client ([`Auth::record_attempt`]).
+/// Dropped, it stays counted (a wrong guess); [`Auth::forget_attempt`] takes it back.
+#[must_use = "an attempt that made no guess must be forgotten"]
+pub struct Attempt {
+    client: ClientKey,
+    at: Instant,
+}
+
+/// How a password check ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checked {
+    Right,
+    Wrong,
+    /// No check was free within [`CHECK_WAIT`]: the password was not looked at.
+    Busy,
+}
 
 /// Who is asking, as the handlers see it (a request extension set by the `guard` middleware).
 #[derive(Clone, Debug)]
@@ -60,7 +121,16 @@ pub struct Auth {
     token: String,
     key: Vec<u8>,
     ttl: Duration,
-    failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+    /// Counted attempts per client, in the current window.
+    attempts: Mutex<HashMap<ClientKey, Vec<Instant>>>,
+    /// Proxies whose forwarding headers name the client.
+    trusted_proxies: Vec<Cidr>,
+    /// One permit per password check that may run ([`PASSWORD_CHECKS`]).
+    checks: Semaphore,
+    /// Checks running now, and the most that ever ran at once (also reported as gauges).
+    running: AtomicI64,
+    peak: AtomicI64,
+    gauges: Option<(prometheus::IntGauge, prometheus::IntGauge)>,
 }
 
 fn now_secs() -> u64 {
@@ -81,8 +151,67 @@ impl Auth {
             token,
             key: mac.finalize().into_bytes().to_vec(),
             ttl,
-            failures: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
+            trusted_proxies: Vec::new(),
+            checks: Semaphore::new(PASSWORD_CHECKS),
+            running: AtomicI64::new(0),
+            peak: AtomicI64::new(0),
+            gauges: None,
         }
+    }
+
+    /// Takes the client of a request from these proxies' forwarding headers.
+    pub fn trusting(mut self, proxies: Vec<Cidr>) -> Auth {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// Reports the password checks running now and their peak on these gauges.
+    pub fn observed_by(
+        mut self,
+        running: prometheus::IntGauge,
+        peak: prometheus::IntGauge,
+    ) -> Auth {
+        self.gauges = Some((running, peak));
+        self
+    }
+
+    /// The address a request comes from: the TCP peer, unless the peer is a trusted proxy;
+    /// then the nearest address in `X-Forwarded-For` (read from the right) that is not itself
+    /// a trusted proxy, else `X-Real-IP`. A hop that is no address ends the walk there.
+    pub fn client(&self, req: &HttpRequest) -> IpAddr {
+        let peer = req
+            .peer_addr()
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let trusted = |ip: IpAddr| self.trusted_proxies.iter().any(|c| c.contains(ip));
+        if !trusted(peer) {
+            return peer;
+        }
+        let header = |name| {
+            req.headers()
+                .get_all(name)
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let forwarded = header("x-forwarded-for");
+        let hops = if forwarded.trim().is_empty() {
+            header("x-real-ip")
+        } else {
+            forwarded
+        };
+        let mut client = peer;
+        for hop in hops.rsplit(',').map(str::trim).filter(|h| !h.is_empty()) {
+            let Some(ip) = hop_addr(hop) else {
+                return client;
+            };
+            client = ip;
+            if !trusted(ip) {
+                break;
+            }
+        }
+        client
     }
 
     fn mac(&self, parts: &[&str]) -> String {
@@ -161,46 +290,99 @@ impl Auth {
         secret::same(presented.as_bytes(), self.token.as_bytes())
     }
 
-    /// Checks the login password (argon2 runs on the blocking pool).
-    pub async fn check_password(&self, given: String) -> bool {
-        match &self.password {
-            Password::Plain(p) => secret::same(given.as_bytes(), p.as_bytes()),
-            Password::Hash(h) => {
-                let h = h.clone();
-                web::block(move || {
-                    use argon2::PasswordVerifier;
-                    argon2::PasswordHash::new(&h).is_ok_and(|parsed| {
-                        argon2::Argon2::default()
-                            .verify_password(given.as_bytes(), &parsed)
-                            .is_ok()
-                    })
-                })
-                .await
-                .unwrap_or(false)
+    /// Checks the login password: argon2 on the blocking pool, at most [`PASSWORD_CHECKS`] at
+    /// once.
+    pub async fn check_password(&self, given: String) -> Checked {
+        let h = match &self.password {
+            Password::Plain(p) => {
+                return if secret::same(given.as_bytes(), p.as_bytes()) {
+                    Checked::Right
+                } else {
+                    Checked::Wrong
+                };
             }
+            Password::Hash(h) => h.clone(),
+        };
+        let Ok(Ok(_permit)) = tokio::time::timeout(CHECK_WAIT, self.checks.acquire()).await else {
+            return Checked::Busy;
+        };
+        let _running = self.count_check();
+        let right = web::block(move || {
+            use argon2::PasswordVerifier;
+            argon2::PasswordHash::new(&h).is_ok_and(|parsed| {
+                argon2::Argon2::default()
+                    .verify_password(given.as_bytes(), &parsed)
+                    .is_ok()
+            })
+        })
+        .await
+        .unwrap_or(false);
+        if right {
+            Checked::Right
+        } else {
+            Checked::Wrong
         }
     }
 
-    /// False when `ip` used up its failed attempts in the current window.
-    pub fn login_allowed(&self, ip: IpAddr) -> bool {
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+    /// Counts a running check until the returned guard drops.
+    fn count_check(&self) -> impl Drop + '_ {
+        struct Running<'a>(&'a Auth);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                let now = self.0.running.fetch_sub(1, Ordering::SeqCst) - 1;
+                if let Some((running, _)) = &self.0.gauges {
+                    running.set(now);
+                }
+            }
+        }
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        let peak = self.peak.fetch_max(now, Ordering::SeqCst).max(now);
+        if let Some((running, most)) = &self.gauges {
+            running.set(now);
+            most.set(peak);
+        }
+        Running(self)
+    }
+
+    /// Counts a login attempt of `client` before its password is checked; None (nothing
+    /// counted) when the client has no attempt left in the current window. Counting first is
+    /// what bounds a burst: parallel posts each take an attempt, or are refused.
+    pub fn record_attempt(&self, client: ClientKey) -> Option<Attempt> {
+        let mut all = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        if f.len() > 10_000 {
-            f.retain(|_, v| v.iter().any(|t| now.duration_since(*t) < LOGIN_WINDOW));
+        if all.len() > 10_000 {
+            all.retain(|_, v| v.iter().any(|t| now.duration_since(*t) < LOGIN_WINDOW));
         }
-        match f.get_mut(&ip) {
-            None => true,
-            Some(v) => {
-                v.retain(|t| now.duration_since(*t) < LOGIN_WINDOW);
-                v.len() < LOGIN_FAILURES
-            }
+        let v = all.entry(client).or_default();
+        v.retain(|t| now.duration_since(*t) < LOGIN_WINDOW);
+        if v.len() >= LOGIN_FAILURES {
+            return None;
         }
+        v.push(now);
+        Some(Attempt { client, at: now })
     }
 
-    pub fn login_failed(&self, ip: IpAddr) {
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        f.entry(ip).or_default().push(Instant::now());
+    /// Takes back an attempt that was no wrong guess (the right password, or no check ran).
+    pub fn forget_attempt(&self, attempt: Attempt) {
+        let mut all = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = all.get_mut(&attempt.client)
+            && let Some(i) = v.iter().position(|t| *t == attempt.at)
+        {
+            v.remove(i);
+        }
     }
+}
+
+/// One hop of a forwarding header: an address, `[v6]:port` or `v4:port`.
+fn hop_addr(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            hop.strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .and_then(|h| h.parse().ok())
+        })
 }
 
 /// `gitflock-web hash-password`: an argon2id PHC string for `[web] password_hash`.
@@ -317,15 +499,73 @@ mod tests {
     }
 
     #[test]
-    fn logins_are_rate_limited_per_address() {
+    fn attempts_are_counted_before_the_check_per_client() {
         let a = auth();
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        for _ in 0..LOGIN_FAILURES {
-            assert!(a.login_allowed(ip));
-            a.login_failed(ip);
-        }
-        assert!(!a.login_allowed(ip));
-        assert!(a.login_allowed("10.0.0.2".parse().unwrap()));
+        let key = |s: &str| ClientKey::of(s.parse().unwrap());
+        // Started at once (nothing checked yet): only the allowance gets through.
+        let started: Vec<_> = (0..LOGIN_FAILURES + 3)
+            .filter_map(|_| a.record_attempt(key("10.0.0.1")))
+            .collect();
+        assert_eq!(started.len(), LOGIN_FAILURES);
+        assert!(
+            a.record_attempt(key("10.0.0.2")).is_some(),
+            "another client"
+        );
+        // A right password gives its attempt back.
+        let mut started = started.into_iter();
+        a.forget_attempt(started.next().unwrap());
+        let again = a.record_attempt(key("10.0.0.1")).expect("one attempt back");
+        drop(again); // a wrong guess stays counted
+        assert!(a.record_attempt(key("10.0.0.1")).is_none());
+        // An IPv6 client counts by its /64; an IPv4 client seen through IPv6 as itself.
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:10.0.0.1"), key("10.0.0.1"));
+        assert_eq!(key("2001:db8:1:2::1").to_string(), "2001:db8:1:2::/64");
+    }
+
+    #[test]
+    fn forwarding_headers_count_only_from_trusted_proxies() {
+        let a = auth().trusting(vec![
+            Cidr::parse("127.0.0.1").unwrap(),
+            Cidr::parse("10.1.0.0/16").unwrap(),
+        ]);
+        let req = |peer: &str, headers: &[(&str, &str)]| {
+            let mut r = actix_web::test::TestRequest::default().peer_addr(peer.parse().unwrap());
+            for (k, v) in headers {
+                r = r.insert_header((*k, *v));
+            }
+            r.to_http_request()
+        };
+        let client = |peer: &str, h: &[(&str, &str)]| a.client(&req(peer, h)).to_string();
+        let xff = "x-forwarded-for";
+        assert_eq!(
+            client("127.0.0.1:1", &[(xff, "203.0.113.7")]),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            client("192.0.2.1:1", &[(xff, "203.0.113.7")]),
+            "192.0.2.1",
+            "untrusted peer"
+        );
+        // The client forged a hop; the proxy appended the real one: the nearest untrusted wins.
+        assert_eq!(
+            client(
+                "127.0.0.1:1",
+                &[(xff, "198.51.100.1, 203.0.113.7, 10.1.2.3")]
+            ),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            client("127.0.0.1:1", &[("x-real-ip", "203.0.113.9")]),
+            "203.0.113.9"
+        );
+        assert_eq!(client("127.0.0.1:1", &[(xff, "nonsense")]), "127.0.0.1");
+        assert_eq!(
+            client("127.0.0.1:1", &[(xff, "[2001:db8::1]:443")]),
+            "2001:db8::1"
+        );
+        assert_eq!(client("127.0.0.1:1", &[]), "127.0.0.1");
     }
 
     #[actix_web::test]
@@ -337,7 +577,9 @@ mod tests {
             "0123456789abcdef0123".into(),
             Duration::from_secs(60),
         );
-        assert!(a.check_password("s3cret pass".into()).await);
-        assert!(!a.check_password("s3cret pasS".into()).await);
+        assert_eq!(a.check_password("s3cret pass".into()).await, Checked::Right);
+        assert_eq!(a.check_password("s3cret pasS".into()).await, Checked::Wrong);
+        assert_eq!(a.peak.load(Ordering::SeqCst), 1);
+        assert_eq!(a.running.load(Ordering::SeqCst), 0);
     }
 }

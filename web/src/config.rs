@@ -1,10 +1,11 @@
 //! The `[web]` section of the shared config file: `listen`, `nodes`, `password` /
-//! `password_hash`, `session_secs`, and the cluster token the dashboard shows the nodes.
+//! `password_hash`, `session_secs`, `trusted_proxies`, and the cluster token the dashboard
+//! shows the nodes.
 //! Loading goes through [`gitflock_core::config::Config`], so env overrides
 //! (`GITFLOCK_WEB_NODES=a,b`) and the one-line errors are the node's.
 
 use gitflock_core::config::{Config, ConfigError};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -29,13 +30,58 @@ impl std::fmt::Debug for Password {
 #[derive(Clone)]
 pub struct WebConfig {
     pub listen: SocketAddr,
-    /// gRPC endpoints (`http://host:port`), tried in order when one fails.
+    /// gRPC endpoints (`http://host:port`, `https://host:port`), tried in order when one
+    /// fails.
     pub nodes: Vec<String>,
+    /// How `https://` nodes are checked (`[tls] ca`) and the client certificate shown to
+    /// nodes that ask for one (`[tls] cert` and `key`).
+    pub tls: gitflock_client::Tls,
     /// The cluster token: sent to the nodes, and accepted as `Authorization: Bearer` from
     /// API clients. Never rendered or logged.
     pub token: String,
     pub password: Password,
     pub session: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` / `X-Real-IP` name the client (the login
+    /// limit counts per client). Empty: the TCP peer is the client, whatever headers say.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// An address or a network: `10.0.0.5`, `10.0.0.0/8`, `fd00::/8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, bits) = match text.split_once('/') {
+            Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
+            None => (text, None),
+        };
+        let net: IpAddr = addr.parse().ok()?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = bits.unwrap_or(max);
+        (bits <= max).then_some(Cidr { net, bits })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 client seen through an IPv6 socket is the IPv4 address.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let (net, ip, width) = match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => (u32::from(n) as u128, u32::from(a) as u128, 32),
+            (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n), u128::from(a), 128),
+            _ => return false,
+        };
+        let shift = width - u32::from(self.bits);
+        if shift >= 128 {
+            return true;
+        }
+        net >> shift == ip >> shift
+    }
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -43,9 +89,11 @@ impl std::fmt::Debug for WebConfig {
         f.debug_struct("WebConfig")
             .field("listen", &self.listen)
             .field("nodes", &self.nodes)
+            .field("tls", &self.tls)
             .field("token", &"<redacted>")
             .field("password", &self.password)
             .field("session", &self.session)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -66,6 +114,10 @@ impl WebConfig {
                 "[web] listen: {listen_text:?} is not an address like 127.0.0.1:8080"
             ))
         })?;
+        let t = &cfg.tls;
+        let tls =
+            gitflock_client::Tls::from_files(t.ca.as_deref(), t.cert.as_deref(), t.key.as_deref())
+                .map_err(|e| ConfigError(format!("[tls]: {e}")))?;
         let mut nodes = Vec::new();
         if let Some(list) = get("nodes").and_then(|v| v.as_array()) {
             for v in list {
@@ -73,14 +125,25 @@ impl WebConfig {
                 if s.is_empty() {
                     continue;
                 }
+                // A bare host:port is https:// when [tls] ca is set.
                 nodes.push(
-                    gitflock_client::endpoint_url(s)
+                    tls.endpoint_url(s)
                         .map_err(|e| ConfigError(format!("[web] nodes: {e}")))?,
                 );
             }
         }
         if nodes.is_empty() {
-            nodes.push(format!("http://{}", cfg.node.advertise));
+            nodes.push(
+                tls.endpoint_url(&cfg.node.advertise)
+                    .map_err(|e| ConfigError(format!("[node] advertise: {e}")))?,
+            );
+        }
+        if let Some(n) = nodes.iter().find(|n| n.starts_with("https://"))
+            && !tls.has_ca()
+        {
+            return Err(ConfigError(format!(
+                "[tls] ca: required to check {n} (the CA that signs the nodes' certificates)"
+            )));
         }
         let hash = get("password_hash")
             .and_then(|v| v.as_str())
@@ -121,12 +184,30 @@ impl WebConfig {
                 "[web] session_secs: must be between 60 and 2592000".into(),
             ));
         }
+        let mut trusted_proxies = Vec::new();
+        for v in get("trusted_proxies")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let text = v.as_str().unwrap_or_default().trim();
+            if text.is_empty() {
+                continue;
+            }
+            trusted_proxies.push(Cidr::parse(text).ok_or_else(|| {
+                ConfigError(format!(
+                    "[web] trusted_proxies: {text:?} is not an address or network like 10.0.0.5 or 10.0.0.0/8"
+                ))
+            })?);
+        }
         Ok(WebConfig {
             listen,
             nodes,
+            tls,
             token: cfg.cluster.token.clone(),
             password,
             session: Duration::from_secs(secs as u64),
+            trusted_proxies,
         })
     }
 }
@@ -179,5 +260,40 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.to_string().contains("[web] nodes"), "{e}");
+        let e = load(&[
+            TOKEN,
+            ("GITFLOCK_WEB_PASSWORD", "long enough"),
+            ("GITFLOCK_WEB_TRUSTED_PROXIES", "10.0.0.1, nginx"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("[web] trusted_proxies"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_networks() {
+        let c = load(&[
+            TOKEN,
+            ("GITFLOCK_WEB_PASSWORD", "long enough"),
+            (
+                "GITFLOCK_WEB_TRUSTED_PROXIES",
+                "127.0.0.1, 10.0.0.0/8,fd00::/8",
+            ),
+        ])
+        .unwrap();
+        let t = &c.trusted_proxies;
+        assert_eq!(t.len(), 3);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(t[0].contains(ip("127.0.0.1")) && !t[0].contains(ip("127.0.0.2")));
+        assert!(
+            t[0].contains(ip("::ffff:127.0.0.1")),
+            "v4 through a v6 socket"
+        );
+        assert!(t[1].contains(ip("10.255.0.1")) && !t[1].contains(ip("11.0.0.1")));
+        assert!(t[2].contains(ip("fd12::1")) && !t[2].contains(ip("fe80::1")));
+        assert!(!t[1].contains(ip("::1")));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        for bad in ["10.0.0.0/33", "::/129", "x", "10.0.0.0/", ""] {
+            assert!(Cidr::parse(bad).is_none(), "{bad}");
+        }
     }
 }

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub watch_up: IntGauge,
     pub login_failures: IntCounter,
     pub logins_throttled: IntCounter,
+    /// Password checks (argon2) running now, and the most that ran at once: bounded by
+    /// `auth::PASSWORD_CHECKS` however many logins arrive.
+    pub password_checks: IntGauge,
+    pub password_checks_peak: IntGauge,
 }
 
 impl Default for Metrics {
@@ -100,7 +104,17 @@ impl Metrics {
             logins_throttled: counter(
                 &r,
                 "gitflock_web_login_throttled_total",
-                "login attempts refused by the rate limit",
+                "login attempts refused by the rate limit or while password checks were busy",
+            ),
+            password_checks: gauge(
+                &r,
+                "gitflock_web_password_checks",
+                "password checks running now",
+            ),
+            password_checks_peak: gauge(
+                &r,
+                "gitflock_web_password_checks_peak",
+                "the most password checks that ran at once since the start",
             ),
             registry: r,
         }

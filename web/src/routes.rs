@@ -252,9 +252,11 @@ mod answers {
             listen: "127.0.0.1:0".parse().unwrap(),
             // Port 1: refused at once, so every call fails over to nothing (503).
             nodes: vec!["http://127.0.0.1:1".into()],
+            tls: Default::default(),
             token: "0123456789abcdef0123".into(),
             password: Password::Plain("correct horse".into()),
             session: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
         };
         web::Data::new(AppState::new(&cfg).unwrap())
     }

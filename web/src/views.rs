@@ -62,6 +62,16 @@ pub fn relative(delta_ms: i64) -> String {
     }
 }
 
+/// `1 ref`, `2 refs`: a count with its noun.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A URL cut after each `/`, so a page can let it wrap there (`<wbr>`) and nowhere else.
+pub fn url_parts(url: &str) -> Vec<String> {
+    url.split_inclusive('/').map(str::to_string).collect()
+}
+
 pub fn duration_text(ms: i64) -> String {
     if ms < 0 {
         return String::new();
@@ -185,7 +195,11 @@ pub struct NodeView {
     pub running: u32,
     pub concurrency: u32,
     pub load_pct: u32,
+    /// `running/concurrency`, or `—` for a dead node (its last report means nothing now).
+    pub load: String,
     pub version: String,
+    /// Where it serves `/metrics` (`host:port`; empty: not served).
+    pub metrics: String,
 }
 
 pub fn node_view(n: &NodeInfo, now: i64) -> NodeView {
@@ -198,13 +212,27 @@ pub fn node_view(n: &NodeInfo, now: i64) -> NodeView {
         last_heartbeat: when(n.last_heartbeat, now),
         running: n.running,
         concurrency: n.concurrency,
-        load_pct: n
-            .running
-            .saturating_mul(100)
-            .checked_div(n.concurrency)
-            .unwrap_or(0)
-            .min(100),
+        load_pct: if n.state == "dead" {
+            0
+        } else {
+            n.running
+                .saturating_mul(100)
+                .checked_div(n.concurrency)
+                .unwrap_or(0)
+                .min(100)
+        },
+        load: load_text(n),
         version: n.version.clone(),
+        metrics: n.metrics.clone(),
+    }
+}
+
+/// What the Load column shows (the script computes the same from the live JSON).
+fn load_text(n: &NodeInfo) -> String {
+    if n.state == "dead" {
+        "—".into()
+    } else {
+        format!("{}/{}", n.running, n.concurrency)
     }
 }
 
@@ -213,6 +241,7 @@ pub fn node_json(n: &NodeInfo) -> Value {
         "name": n.name, "addr": n.addr, "role": n.role, "state": n.state, "epoch": n.epoch,
         "last_heartbeat": gitflock_core::task::rfc3339(n.last_heartbeat),
         "running": n.running, "concurrency": n.concurrency, "version": n.version,
+        "metrics": n.metrics,
     })
 }
 
@@ -265,8 +294,13 @@ pub struct MirrorView {
     pub state: &'static str,
     pub state_class: &'static str,
     pub refs: u32,
+    /// "1 ref", "12 refs".
+    pub refs_text: String,
     pub failures: u32,
     pub next_run: When,
+    /// `url` and `clone_url` cut after each `/` (see [`url_parts`]).
+    pub url_parts: Vec<String>,
+    pub clone_parts: Vec<String>,
 }
 
 pub fn mirror_view(m: &Mirror, now: i64) -> MirrorView {
@@ -289,8 +323,11 @@ pub fn mirror_view(m: &Mirror, now: i64) -> MirrorView {
         state: state_name(m.state()),
         state_class: state_class(m.state()),
         refs: m.refs,
+        refs_text: plural(m.refs.into(), "ref", "refs"),
         failures: m.failures,
         next_run: when(m.next_run, now),
+        url_parts: url_parts(&gitflock_core::redact::redact(&m.url)),
+        clone_parts: url_parts(&gitflock_core::redact::redact(&m.clone_url)),
     }
 }
 
@@ -353,5 +390,33 @@ mod tests {
         assert_eq!(relative(-7_200_000), "in 2h");
         assert_eq!(relative(3 * 86_400_000), "3d ago");
         assert_eq!(when(0, 1).rel, "never");
+    }
+
+    #[test]
+    fn counts_and_urls_read_naturally() {
+        assert_eq!(plural(1, "ref", "refs"), "1 ref");
+        assert_eq!(plural(0, "ref", "refs"), "0 refs");
+        assert_eq!(
+            url_parts("git://h:1/a/b.git"),
+            ["git:/", "/", "h:1/", "a/", "b.git"]
+        );
+        assert_eq!(url_parts("").len(), 0);
+    }
+
+    #[test]
+    fn a_dead_nodes_load_is_not_shown() {
+        let n = NodeInfo {
+            state: "dead".into(),
+            running: 3,
+            concurrency: 8,
+            ..Default::default()
+        };
+        let v = node_view(&n, 1);
+        assert_eq!((v.load.as_str(), v.load_pct), ("—", 0));
+        let alive = NodeInfo {
+            state: "alive".into(),
+            ..n
+        };
+        assert_eq!(node_view(&alive, 1).load, "3/8");
     }
 }

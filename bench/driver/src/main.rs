@@ -7,6 +7,8 @@
 //!   kill -9 and restart the nodes): the master is killed over and over under a steady task
 //!   load, then the cluster soaks with both cores kept busy and no kills; `load.rs` is that
 //!   load.
+//! - `redis_failover.rs`: a cluster on a primary, two replicas and three sentinels (through
+//!   `gitflock-harness`); the Redis primary is killed over and over under the same load.
 //! - `chain.rs`: streams log entries through `Chain.WriteLogs` and checks the chain afterwards.
 //! - `listing.rs`: walking the SUCCEED tasks page by page.
 //!
@@ -17,6 +19,7 @@ mod dispatch;
 mod failover;
 mod listing;
 mod load;
+mod redis_failover;
 
 use anyhow::{Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
@@ -82,6 +85,10 @@ enum Mode {
     /// Run a cluster, kill -9 its master over and over under load, then soak it with busy
     /// cores; prints failover times, lost tasks and false failovers.
     Failover(failover::FailoverArgs),
+    /// Run a cluster on a Redis primary, two replicas and three sentinels, kill -9 the
+    /// primary over and over under load; prints the time from each kill to the first task
+    /// completed on the new primary, and lost tasks.
+    RedisFailover(redis_failover::RedisFailoverArgs),
     /// Stream N log entries through Chain.WriteLogs, then read and verify the chain; prints
     /// entries_per_s.
     Chain {
@@ -108,6 +115,7 @@ async fn main() -> Result<()> {
             Mode::Drain { target, n } => dispatch::drain(&target, n).await,
             Mode::Rate { target, n, rate } => dispatch::open_loop(&target, n, rate).await,
             Mode::Failover(a) => failover::failover(&a).await,
+            Mode::RedisFailover(a) => redis_failover::redis_failover(&a).await,
             Mode::Chain {
                 target,
                 n,

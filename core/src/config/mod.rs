@@ -4,6 +4,13 @@
 //! checked against its kind, so a bad config is one line naming the key (the binaries exit 2).
 
 mod raw;
+mod sentinel;
+mod tasks;
+mod tls;
+
+pub use sentinel::SentinelConfig;
+pub use tasks::TasksConfig;
+pub use tls::TlsConfig;
 
 use raw::Raw;
 use std::collections::BTreeMap;
@@ -31,10 +38,31 @@ pub struct NodeConfig {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RedisConfig {
+    /// May hold an ACL user and password (`rediss://user:pass@host:port/0`): never printed.
     pub url: String,
     pub prefix: String,
+    /// The CA that signs the Redis server's certificate (`rediss://`); None: the system's.
+    pub tls_ca: Option<PathBuf>,
+    /// Find the primary through these sentinels (then `url` gives only database, user and
+    /// password); None: `url` is the Redis.
+    pub sentinel: Option<SentinelConfig>,
+    /// Replicas that must hold a write (WAIT) before it is acknowledged; 0: no wait.
+    pub min_replicas_ack: u32,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    // The URL's password is a secret: printed with its credentials masked.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &crate::redact::redact(&self.url))
+            .field("prefix", &self.prefix)
+            .field("tls_ca", &self.tls_ca)
+            .field("sentinel", &self.sentinel)
+            .field("min_replicas_ack", &self.min_replicas_ack)
+            .finish()
+    }
 }
 
 #[derive(Clone)]
@@ -65,6 +93,9 @@ pub struct ChainConfig {
     pub branch: String,
     /// How often each node pushes a block (0: only on demand).
     pub block_interval: Duration,
+    /// How far ahead of the node's clock an entry's `create_at` may be. Entries never go back
+    /// in time, so one far-future entry would stamp every later one with its time.
+    pub max_future_skew: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -88,6 +119,13 @@ pub struct MirrorConfig {
     /// Connections a node opens to one upstream host at once (the connect and ref listing;
     /// fetches are not limited beyond the node's concurrency).
     pub host_connections: usize,
+    /// Offer the keys of the ssh agent (`SSH_AUTH_SOCK`) to ssh upstreams. Off by default: a
+    /// hostile upstream URL must not get to use the operator's keys.
+    pub ssh_agent: bool,
+    /// Refuse upstreams whose address (after DNS resolution, before connecting) is loopback,
+    /// link-local, private, shared (CGNAT) or otherwise not public: an SSRF guard for
+    /// clusters where whoever may add a mirror must not reach the internal network.
+    pub deny_private_networks: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -97,6 +135,9 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub chain: ChainConfig,
     pub mirror: MirrorConfig,
+    pub tls: TlsConfig,
+    /// How long finished one-off tasks stay.
+    pub tasks: TasksConfig,
     /// Keys of sections whose features land in later issues (mirror, web), kept
     /// validated so a config written for the whole product loads today.
     pub extra: BTreeMap<String, toml::Value>,
@@ -158,13 +199,18 @@ impl Config {
             .filter(|((s, _), _)| {
                 !matches!(
                     s.as_str(),
-                    "node" | "redis" | "cluster" | "chain" | "mirror"
+                    "node" | "redis" | "cluster" | "chain" | "mirror" | "tls" | "tasks"
                 )
             })
             .map(|((s, k), v)| (format!("{s}.{k}"), v.clone()))
             .collect();
+        let tls = TlsConfig::from_raw(&raw)?;
+        let mut node = NodeConfig::from_raw(&raw)?;
+        node.advertise = tls.advertise(&node.advertise)?;
         Ok(Config {
-            node: NodeConfig::from_raw(&raw)?,
+            node,
+            tls,
+            tasks: TasksConfig::from_raw(&raw)?,
             redis: RedisConfig::from_raw(&raw)?,
             cluster: ClusterConfig::from_raw(&raw)?,
             chain: ChainConfig::from_raw(&raw)?,
@@ -277,7 +323,14 @@ impl RedisConfig {
                 "[redis] prefix {prefix:?}: 1 to 64 letters, digits, '-', '_' or '.'"
             )));
         }
-        Ok(RedisConfig { url, prefix })
+        let tls_ca = tls::redis_tls_ca(raw, &url)?;
+        Ok(RedisConfig {
+            url,
+            prefix,
+            tls_ca,
+            sentinel: sentinel::from_raw(raw)?,
+            min_replicas_ack: sentinel::min_replicas_ack(raw)?,
+        })
     }
 }
 
@@ -341,6 +394,13 @@ impl ChainConfig {
             remote,
             branch,
             block_interval: secs(raw, "chain", "block_interval_secs", 3600, 0, 366 * 86400)?,
+            max_future_skew: raw.duration(
+                "chain",
+                "max_future_skew_secs",
+                Duration::from_secs(300),
+                Duration::ZERO,
+                Duration::from_secs(7 * 86400),
+            )?,
         })
     }
 }
@@ -388,6 +448,14 @@ impl MirrorConfig {
             webhook_secret: raw.str("mirror", "webhook_secret").unwrap_or_default(),
             settle: secs(raw, "mirror", "settle_secs", 30, 0, 86400)?,
             host_connections: raw.int("mirror", "host_connections", 4, 1, 256)? as usize,
+            ssh_agent: raw
+                .get("mirror", "ssh_agent")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            deny_private_networks: raw
+                .get("mirror", "deny_private_networks")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
         })
     }
 }
@@ -505,5 +573,23 @@ mod tests {
     fn the_token_is_never_printed() {
         let c = load(TOKEN, &[]).unwrap();
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn future_skew_and_ssh_agent_have_safe_defaults() {
+        let c = load(TOKEN, &[]).unwrap();
+        assert_eq!(c.chain.max_future_skew, Duration::from_secs(300));
+        assert!(!c.mirror.ssh_agent);
+        let c = load(
+            &format!("{TOKEN}[chain]\nmax_future_skew_secs = \"2m\"\n"),
+            &[("GITFLOCK_MIRROR_SSH_AGENT", "true")],
+        )
+        .unwrap();
+        assert_eq!(c.chain.max_future_skew, Duration::from_secs(120));
+        assert!(c.mirror.ssh_agent);
+        let c = load(TOKEN, &[("GITFLOCK_CHAIN_MAX_FUTURE_SKEW_SECS", "0")]).unwrap();
+        assert_eq!(c.chain.max_future_skew, Duration::ZERO);
+        let e = load(TOKEN, &[("GITFLOCK_CHAIN_MAX_FUTURE_SKEW_SECS", "30d")]).unwrap_err();
+        assert!(e.to_string().contains("[chain] max_future_skew_secs"), "{e}");
     }
 }

@@ -12,6 +12,9 @@ pub(super) enum Kind {
     Bool,
     /// A list of strings; in the environment, comma-separated.
     List,
+    /// A duration: `500ms`, `30s`, `5m`, `2h`, or a bare number of seconds (in the file also
+    /// an integer).
+    Duration,
 }
 
 /// Every known key: section, key, kind.
@@ -26,6 +29,11 @@ pub(super) const KEYS: &[(&str, &str, Kind)] = &[
     ("node", "metrics_listen", Kind::Str),
     ("redis", "url", Kind::Str),
     ("redis", "prefix", Kind::Str),
+    ("redis", "sentinels", Kind::Str),
+    ("redis", "sentinel_master", Kind::Str),
+    ("redis", "sentinel_password", Kind::Str),
+    ("redis", "min_replicas_ack", Kind::Int),
+    ("redis", "tls_ca", Kind::Str),
     ("cluster", "token", Kind::Str),
     ("cluster", "heartbeat_ms", Kind::Int),
     ("cluster", "dead_after_ms", Kind::Int),
@@ -40,14 +48,24 @@ pub(super) const KEYS: &[(&str, &str, Kind)] = &[
     ("mirror", "webhook_secret", Kind::Str),
     ("mirror", "settle_secs", Kind::Int),
     ("mirror", "host_connections", Kind::Int),
+    ("mirror", "deny_private_networks", Kind::Bool),
+    ("mirror", "ssh_agent", Kind::Bool),
     ("chain", "remote", Kind::Str),
     ("chain", "branch", Kind::Str),
     ("chain", "block_interval_secs", Kind::Int),
+    ("chain", "max_future_skew_secs", Kind::Duration),
+    ("tasks", "retention_succeed_secs", Kind::Duration),
+    ("tasks", "retention_failed_secs", Kind::Duration),
+    ("tls", "cert", Kind::Str),
+    ("tls", "key", Kind::Str),
+    ("tls", "ca", Kind::Str),
+    ("tls", "client_auth", Kind::Bool),
     ("web", "listen", Kind::Str),
     ("web", "nodes", Kind::List),
     ("web", "password", Kind::Str),
     ("web", "password_hash", Kind::Str),
     ("web", "session_secs", Kind::Int),
+    ("web", "trusted_proxies", Kind::List),
 ];
 
 /// The raw key/value view: file values, then environment overrides on top.
@@ -100,6 +118,7 @@ impl Raw {
                         )));
                     }
                 }),
+                Kind::Duration => toml::Value::String(text),
                 Kind::List => toml::Value::Array(
                     text.split(',')
                         .map(str::trim)
@@ -144,6 +163,34 @@ impl Raw {
     }
 }
 
+impl Raw {
+    /// A duration in `[min, max]`, or the default: an integer is seconds, text is parsed by
+    /// [`crate::duration::parse`].
+    pub(super) fn duration(
+        &self,
+        section: &str,
+        key: &str,
+        default: std::time::Duration,
+        min: std::time::Duration,
+        max: std::time::Duration,
+    ) -> Result<std::time::Duration, ConfigError> {
+        let d = match self.get(section, key) {
+            None => return Ok(default),
+            Some(toml::Value::Integer(n)) => u64::try_from(*n)
+                .map(std::time::Duration::from_secs)
+                .map_err(|_| ConfigError(format!("[{section}] {key}: {n} is negative")))?,
+            Some(v) => crate::duration::parse(v.as_str().unwrap_or_default())
+                .map_err(|e| ConfigError(format!("[{section}] {key}: {e}")))?,
+        };
+        if d < min || d > max {
+            return Err(ConfigError(format!(
+                "[{section}] {key}: {d:?} is out of range {min:?}..={max:?}"
+            )));
+        }
+        Ok(d)
+    }
+}
+
 fn kind_of(section: &str, key: &str) -> Option<Kind> {
     KEYS.iter()
         .find(|(s, k, _)| *s == section && *k == key)
@@ -163,6 +210,7 @@ fn check_kind(
         Kind::List => value
             .as_array()
             .is_some_and(|a| a.iter().all(|v| v.is_str())),
+        Kind::Duration => value.is_str() || value.is_integer(),
     };
     if ok {
         return Ok(());
@@ -172,6 +220,7 @@ fn check_kind(
         Kind::Int => "an integer",
         Kind::Bool => "true or false",
         Kind::List => "a list of strings",
+        Kind::Duration => "a duration like 30s, 5m, 2h or a number of seconds",
     };
     Err(ConfigError(format!(
         "[{section}] {key}: expected {want}, got {value}"

@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Cluster;
+use crate::cluster_redis::Redis;
 use crate::node::NodeConfig;
 use crate::port::{free_port, port_or_free};
-use crate::redis_server::{Redis, RedisOptions, RedisServer};
+use crate::redis_server::{RedisOptions, RedisServer};
+use crate::sentinel::{SENTINEL_MASTER, SentinelOptions, SentinelRedis};
 
 /// How long a failed start gives the nodes already running to stop gracefully.
 const ABORT_GRACE: Duration = Duration::from_secs(10);
@@ -20,6 +22,8 @@ pub struct ClusterBuilder {
     dir: PathBuf,
     nodes: usize,
     redis_url: Option<String>,
+    /// Start a primary, a replica and three sentinels instead of one redis-server.
+    sentinel: Option<SentinelOptions>,
     aof: bool,
     base_port: Option<u16>,
     metrics: bool,
@@ -39,6 +43,7 @@ impl ClusterBuilder {
             dir: dir.to_path_buf(),
             nodes: 1,
             redis_url: None,
+            sentinel: None,
             aof: false,
             base_port: None,
             metrics: false,
@@ -57,6 +62,14 @@ impl ClusterBuilder {
     /// Run on this Redis instead of starting redis-server in `<dir>/redis`.
     pub fn redis_url(mut self, url: &str) -> Self {
         self.redis_url = Some(url.to_string());
+        self
+    }
+
+    /// Run on a Redis that fails over: a primary, a replica and three sentinels in
+    /// `<dir>/redis` (see [`SentinelRedis`]); the nodes find the primary through the
+    /// sentinels.
+    pub fn sentinel(mut self, options: SentinelOptions) -> Self {
+        self.sentinel = Some(options);
         self
     }
 
@@ -97,6 +110,13 @@ impl ClusterBuilder {
         pairs.iter().fold(self, |b, (k, v)| b.env(k, v))
     }
 
+    /// Every node serves gRPC over TLS with `tls` (one certificate for 127.0.0.1 serves
+    /// them all); the nodes' URLs are then `https://`.
+    pub fn tls(mut self, tls: crate::tls::ServeTls) -> Self {
+        self.template.tls = Some(tls);
+        self
+    }
+
     /// Pass the caller's environment on to the nodes (`gitflock dev`); else only PATH.
     pub fn inherit_env(mut self, on: bool) -> Self {
         self.template.inherit_env = on;
@@ -122,13 +142,28 @@ impl ClusterBuilder {
     pub async fn start(mut self) -> Result<Cluster, String> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-        let redis = match self.redis_url.take() {
-            Some(url) => Redis::External(url),
-            None => {
+        let redis = match (self.redis_url.take(), self.sentinel.take()) {
+            (Some(url), _) => Redis::External(url),
+            (None, Some(options)) => {
+                let s = SentinelRedis::start(&self.dir.join("redis"), options).await?;
+                // Before the caller's settings, which may override them.
+                let env = [
+                    ("GITFLOCK_REDIS_SENTINELS", s.sentinels()),
+                    (
+                        "GITFLOCK_REDIS_SENTINEL_MASTER",
+                        SENTINEL_MASTER.to_string(),
+                    ),
+                ];
+                let env = env.into_iter().map(|(k, v)| (k.to_string(), v));
+                self.template.env.splice(0..0, env);
+                Redis::Sentinel(s)
+            }
+            (None, None) => {
                 let options = RedisOptions {
                     port: None,
                     aof: self.aof,
                     log: Some(self.dir.join("redis.log")),
+                    replica_of: None,
                 };
                 Redis::Started(RedisServer::start(&self.dir.join("redis"), options).await?)
             }

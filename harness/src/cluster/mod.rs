@@ -10,9 +10,9 @@ mod builder;
 
 pub use builder::ClusterBuilder;
 
+use crate::cluster_redis::Redis;
 use crate::node::{NodeConfig, NodeProcess, status_master};
 use crate::port::free_port;
-use crate::redis_server::Redis;
 use crate::wait::{Poll, poll_until};
 
 /// How often readiness is asked while a cluster starts.
@@ -141,14 +141,15 @@ impl Cluster {
     /// The master, as the first node to answer `Nodes.Status` names it, once one is named.
     pub async fn master(&self, timeout: Duration) -> Result<String, String> {
         let (urls, token) = (self.urls(), self.token().to_string());
+        let tls = self.template.client_tls()?;
         poll_until("a master", timeout, || {
-            let (urls, token) = (urls.clone(), token.clone());
+            let (urls, token, tls) = (urls.clone(), token.clone(), tls.clone());
             async move {
                 // All at once: a stopped or dead node must not hold up the others.
                 let mut asks = tokio::task::JoinSet::new();
                 for url in urls {
-                    let token = token.clone();
-                    asks.spawn(async move { status_master(&url, &token).await });
+                    let (token, tls) = (token.clone(), tls.clone());
+                    asks.spawn(async move { status_master(&url, &token, &tls).await });
                 }
                 while let Some(answer) = asks.join_next().await {
                     if let Ok(Some(m)) = answer
@@ -166,8 +167,15 @@ impl Cluster {
     /// The processes (Redis, nodes) that exited on their own since the last look, each
     /// reported once, by name.
     pub fn exited(&mut self) -> Vec<(String, ExitStatus)> {
-        let redis = self.redis.server().and_then(|r| r.exited());
-        let redis = redis.map(|s| ("redis-server".to_string(), s));
+        let redis: Vec<(String, ExitStatus)> = match self.redis.sentinel() {
+            Some(s) => s.exited(),
+            None => {
+                let r = self.redis.server().and_then(|r| r.exited());
+                r.map(|s| ("redis-server".to_string(), s))
+                    .into_iter()
+                    .collect()
+            }
+        };
         let nodes = self.nodes.iter_mut();
         let nodes = nodes.filter_map(|n| Some((n.name().to_string(), n.exited()?)));
         redis.into_iter().chain(nodes).collect()
@@ -184,7 +192,11 @@ impl Cluster {
                 killed.push(e);
             }
         }
-        if let Some(r) = self.redis.server()
+        if let Some(s) = self.redis.sentinel() {
+            if let Err(e) = s.stop(REDIS_GRACE).await {
+                killed.push(e);
+            }
+        } else if let Some(r) = self.redis.server()
             && let Err(e) = r.stop(REDIS_GRACE).await
         {
             killed.push(e);

@@ -1,13 +1,14 @@
 //! `gitflock dev`: a whole local cluster in one command.
 //!
-//! Starts redis-server from PATH on a free port (or uses `--redis URL`), N `gitflock-node`
+//! Starts redis-server from PATH on a free port (or uses `--redis URL`; or, with `--sentinel`,
+//! a primary, a replica and three sentinels that fail over), N `gitflock-node`
 //! processes with distinct names, ports and data dirs and one fresh cluster token, and the
 //! dashboard; waits until every node answers, prints where everything is, and on Ctrl-C (or
 //! SIGTERM) stops the nodes gracefully, then Redis. The processes are the harness's
 //! (`gitflock-harness`); the programs are found beside `gitflock`, else on PATH.
 
 use clap::Args;
-use gitflock_harness::{Cluster, WebConfig, WebProcess, installed};
+use gitflock_harness::{Cluster, SentinelOptions, WebConfig, WebProcess, installed};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,8 +21,12 @@ pub struct DevArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub nodes: u16,
     /// Use this Redis instead of starting one.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sentinel")]
     pub redis: Option<String>,
+    /// Start a Redis that fails over: a primary, a replica and three sentinels (down after
+    /// 1 s); the nodes find the primary through the sentinels.
+    #[arg(long)]
+    pub sentinel: bool,
     /// Where the nodes keep their data, logs and the token.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -71,6 +76,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
     if let Some(url) = &args.redis {
         cluster = cluster.redis_url(url);
     }
+    if args.sentinel {
+        cluster = cluster.sentinel(SentinelOptions::default());
+    }
     let mut cluster = cluster.start().await.map_err(CliError)?;
     let first = cluster.nodes[0].url();
     let env_lines = format!("export GITFLOCK_SERVER={first}\nexport GITFLOCK_TOKEN={token}\n");
@@ -113,7 +121,22 @@ pub async fn run(args: DevArgs) -> Result<()> {
 /// Where everything is: what `gitflock dev` prints once the cluster is up.
 fn print_summary(cluster: &Cluster, master: &str, web: Option<(&WebProcess, &str)>, data: &Path) {
     println!("gitflock dev cluster is up");
-    println!("  redis:  {}", cluster.redis.url());
+    // `--redis` may carry a password: shown masked.
+    println!(
+        "  redis:  {}",
+        gitflock_core::redact::redact(&cluster.redis.url())
+    );
+    if let gitflock_harness::Redis::Sentinel(s) = &cluster.redis {
+        println!(
+            "          sentinels {} (master name {})",
+            s.sentinels(),
+            gitflock_harness::SENTINEL_MASTER
+        );
+        println!(
+            "          (kill -9 the primary to see a failover; logs in {})",
+            s.dir().display()
+        );
+    }
     for node in &cluster.nodes {
         let role = if node.name() == master {
             " (master)"

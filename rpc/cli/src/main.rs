@@ -5,19 +5,17 @@
 
 mod args;
 mod block;
+mod cluster;
 mod dev;
 mod log;
 mod mirror;
 mod output;
+mod server;
 mod task;
 
 use args::{Cli, Command, LogCommand, TaskCommand};
 use clap::Parser;
-use gitflock_client::{Client, ClientError};
-use gitflock_core::task as model;
-use gitflock_proto::v1::Empty;
-use output::{node_json, print_json, when};
-use serde_json::{Value, json};
+use gitflock_client::{Client, ClientError, Tls};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,7 +41,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gitflock: {e}");
+            eprintln!("gitflock: {}", output::clean(&e.0));
             ExitCode::FAILURE
         }
     }
@@ -61,14 +59,16 @@ impl std::fmt::Display for CliError {
 
 impl From<tonic::Status> for CliError {
     fn from(s: tonic::Status) -> Self {
+        if let Some(why) = gitflock_client::tls_failure(&s) {
+            return CliError(format!("the node refused the TLS connection: {why}"));
+        }
         let msg = s.message().replace('\n', " ");
         CliError(match s.code() {
             tonic::Code::Unauthenticated => {
                 format!("not allowed: {msg} (check --token / GITFLOCK_TOKEN)")
             }
-            tonic::Code::Unavailable
-                if msg.is_empty() || msg.contains("transport") || msg.contains("tcp") =>
-            {
+            _ if server::is_transport(&s) => format!("{}{msg}", server::TRANSPORT),
+            tonic::Code::Unavailable if msg.is_empty() || msg.contains("tcp") => {
                 format!("cannot reach the node: {msg}")
             }
             _ => msg,
@@ -113,65 +113,19 @@ async fn run(cli: Cli) -> Result<()> {
             | Command::Log(LogCommand::Read { follow: true, .. })
     );
     let timeout = (!watching).then_some(Duration::from_secs(60));
-    let mut c = Client::connect(&cli.server, &token, timeout).await?;
-    match cli.command {
+    let tls = Tls::from_files(cli.ca.as_deref(), cli.cert.as_deref(), cli.key.as_deref())?;
+    let mut c = Client::connect_with(&cli.server, &token, timeout, &tls).await?;
+    let result = match cli.command {
         Command::Task(cmd) => task::run(cmd, &mut c, cli.json).await,
-        Command::Nodes => {
-            let nodes = c.nodes.list_nodes(Empty {}).await?.into_inner().nodes;
-            if cli.json {
-                print_json(&Value::Array(nodes.iter().map(node_json).collect()));
-            } else {
-                println!(
-                    "{:<20} {:<22} {:<7} {:<8} {:>6}  LAST_HEARTBEAT",
-                    "NAME", "ADDR", "ROLE", "STATE", "EPOCH"
-                );
-                for n in nodes {
-                    println!(
-                        "{:<20} {:<22} {:<7} {:<8} {:>6}  {}",
-                        n.name,
-                        n.addr,
-                        n.role,
-                        n.state,
-                        n.epoch,
-                        when(n.last_heartbeat)
-                    );
-                }
-            }
-            Ok(())
-        }
-        Command::Status => {
-            let s = c.nodes.status(Empty {}).await?.into_inner();
-            let mut counts = serde_json::Map::new();
-            for st in model::STATES {
-                let name = st.as_str_name();
-                counts.insert(name.into(), json!(s.counts.get(name).copied().unwrap_or(0)));
-            }
-            if cli.json {
-                print_json(&json!({
-                    "master": s.master, "epoch": s.epoch,
-                    "nodes": s.nodes.iter().map(node_json).collect::<Vec<_>>(),
-                    "counts": counts, "type_counts": s.type_counts,
-                }));
-            } else {
-                let master = if s.master.is_empty() {
-                    "(none)"
-                } else {
-                    s.master.as_str()
-                };
-                println!("master: {master} (epoch {})", s.epoch);
-                let alive = s.nodes.iter().filter(|n| n.state == "alive").count();
-                println!("nodes:  {} ({} alive)", s.nodes.len(), alive);
-                let line: Vec<String> = model::STATES
-                    .iter()
-                    .map(|st| format!("{}={}", st.as_str_name(), counts[st.as_str_name()]))
-                    .collect();
-                println!("tasks:  {}", line.join(" "));
-            }
-            Ok(())
-        }
+        Command::Nodes => cluster::nodes(&mut c, cli.json).await,
+        Command::Status => cluster::status(&mut c, cli.json).await,
         Command::Log(cmd) => log::run(cmd, &mut c, cli.json).await,
         Command::Block(cmd) => block::run(cmd, &mut c, cli.json).await,
         Command::Mirror(cmd) => mirror::run(cmd, &mut c, cli.json).await,
         Command::Dev(_) => Err(CliError("dev is not a client command".into())),
+    };
+    match result {
+        Err(e) => Err(server::explain(&cli.server, e).await),
+        ok => ok,
     }
 }

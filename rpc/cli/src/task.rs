@@ -1,14 +1,16 @@
 //! `gitflock task …`: create, list, get, result, kill, delete, watch.
 
 use crate::args::TaskCommand;
-use crate::output::{print_json, when};
+use crate::output::{clean, print_json, print_table, when};
 use crate::{CliError, Result};
 use gitflock_client::Client;
 use gitflock_core::task::{self, task_json};
 use gitflock_proto::v1::{
     CreateTaskRequest, GetTaskRequest, ListTasksRequest, Task, TaskIds, WatchTasksRequest,
+    task_event,
 };
 use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 pub async fn run(cmd: TaskCommand, c: &mut Client, as_json: bool) -> Result<()> {
@@ -21,13 +23,14 @@ pub async fn run(cmd: TaskCommand, c: &mut Client, as_json: bool) -> Result<()> 
             max_attempts,
             timeout,
         } => {
+            // 0 asks the node for its default.
             let req = CreateTaskRequest {
                 name,
                 r#type: kind,
                 target,
-                interval_secs: interval,
-                max_attempts,
-                timeout_secs: timeout,
+                interval_secs: interval.unwrap_or(0),
+                max_attempts: max_attempts.unwrap_or(0),
+                timeout_secs: timeout.unwrap_or(0),
                 // Retries of this one command create one task.
                 request_id: task::new_id(),
             };
@@ -55,16 +58,13 @@ pub async fn run(cmd: TaskCommand, c: &mut Client, as_json: bool) -> Result<()> 
             text,
             limit,
         } => {
-            let mut state_nums = Vec::new();
-            for s in &states {
-                let st = task::parse_state(s).ok_or_else(|| {
-                    CliError(format!(
-                        "unknown state {s:?}; states: {}",
-                        task::STATES.map(|s| s.as_str_name()).join(", ")
-                    ))
-                })?;
-                state_nums.push(st as i32);
-            }
+            // clap checked the names (any case).
+            let state_nums: Vec<i32> = states
+                .iter()
+                .filter_map(|s| task::parse_state(s))
+                .map(|s| s as i32)
+                .collect();
+            let kind = kind.unwrap_or_default();
             let mut all: Vec<Task> = Vec::new();
             let mut token = String::new();
             let cap = limit.unwrap_or(usize::MAX);
@@ -91,22 +91,24 @@ pub async fn run(cmd: TaskCommand, c: &mut Client, as_json: bool) -> Result<()> 
             if as_json {
                 print_json(&Value::Array(all.iter().map(task_json).collect()));
             } else {
-                println!(
-                    "{:<36} {:<13} {:<8} {:<16} {:>5}  {:<24} NAME",
-                    "ID", "STATE", "TYPE", "NODE", "RUNS", "UPDATED"
+                let rows: Vec<Vec<String>> = all
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.id.clone(),
+                            t.state().as_str_name().to_string(),
+                            t.r#type.clone(),
+                            or_dash(&t.node).to_string(),
+                            t.runs.to_string(),
+                            when(t.updated_at),
+                            t.name.clone(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &["ID", "STATE", "TYPE", "NODE", "RUNS", "UPDATED", "NAME"],
+                    &rows,
                 );
-                for t in &all {
-                    println!(
-                        "{:<36} {:<13} {:<8} {:<16} {:>5}  {:<24} {}",
-                        t.id,
-                        t.state().as_str_name(),
-                        t.r#type,
-                        t.node,
-                        t.runs,
-                        when(t.updated_at),
-                        t.name
-                    );
-                }
             }
             Ok(())
         }
@@ -131,7 +133,7 @@ pub async fn run(cmd: TaskCommand, c: &mut Client, as_json: bool) -> Result<()> 
                     "results": r.results.iter().map(task::result_json).collect::<Vec<_>>(),
                 }));
             } else {
-                println!("{} {}", r.id, r.state().as_str_name());
+                println!("{} {}", clean(&r.id), r.state().as_str_name());
                 for res in &r.results {
                     print_result(res);
                 }
@@ -154,39 +156,109 @@ pub async fn run(cmd: TaskCommand, c: &mut Client, as_json: bool) -> Result<()> 
                 .into_inner();
             per_id(&ids, &r, as_json, "deleted")
         }
-        TaskCommand::Watch { ids } => {
-            let mut stream = c
-                .tasks
-                .watch_tasks(WatchTasksRequest { ids })
-                .await?
-                .into_inner();
-            while let Some(ev) = stream.message().await? {
-                let Some(t) = ev.task else { continue };
-                let deleted = ev.kind == gitflock_proto::v1::task_event::Kind::Deleted as i32;
-                if as_json {
-                    let mut v = if deleted {
-                        json!({"id": t.id})
-                    } else {
-                        task_json(&t)
-                    };
-                    v["event"] = json!(if deleted { "deleted" } else { "changed" });
-                    println!("{v}");
-                } else if deleted {
-                    println!("{} DELETED", t.id);
-                } else {
-                    println!(
-                        "{} {:<13} {:<8} {:<16} {}",
-                        t.id,
-                        t.state().as_str_name(),
-                        t.r#type,
-                        t.node,
-                        t.name
-                    );
-                }
+        TaskCommand::Watch { ids } => watch(c, ids, as_json).await,
+    }
+}
+
+/// What `task watch` has shown of a task: a change prints only when one of these moved.
+/// (Events are read when they are delivered, so two events of one quick move — dispatched,
+/// then claimed — both show RUNNING: shown once.)
+#[derive(PartialEq, Eq)]
+struct Shown {
+    state: i32,
+    node: String,
+    attempts: u32,
+    runs: u64,
+}
+
+/// `task watch`: the current state of each id, then every change once, each with its time;
+/// ends when every watched task is final or deleted (with no ids: never).
+async fn watch(c: &mut Client, ids: Vec<String>, as_json: bool) -> Result<()> {
+    for id in &ids {
+        task::check_id(id).map_err(CliError)?;
+    }
+    // Subscribed before the first look, so no change falls between the two.
+    let mut stream = c
+        .tasks
+        .watch_tasks(WatchTasksRequest { ids: ids.clone() })
+        .await?
+        .into_inner();
+    let mut shown: HashMap<String, Shown> = HashMap::new();
+    let mut open: HashSet<String> = HashSet::new();
+    for id in &ids {
+        if shown.contains_key(id) {
+            continue;
+        }
+        let t = c
+            .tasks
+            .get_task(GetTaskRequest { id: id.clone() })
+            .await?
+            .into_inner();
+        if !task::is_final(t.state()) {
+            open.insert(t.id.clone());
+        }
+        print_change(&t, "current", as_json, &mut shown);
+    }
+    if !ids.is_empty() && open.is_empty() {
+        return Ok(());
+    }
+    while let Some(ev) = stream.message().await? {
+        let Some(t) = ev.task else { continue };
+        if ev.kind == task_event::Kind::Deleted as i32 {
+            if as_json {
+                println!("{}", json!({"id": t.id, "event": "deleted"}));
+            } else {
+                let now = gitflock_core::clock::now_ms();
+                println!("{}  {}  DELETED", when(now), clean(&t.id));
             }
-            Ok(())
+            shown.remove(&t.id);
+            open.remove(&t.id);
+        } else {
+            if task::is_final(t.state()) {
+                open.remove(&t.id);
+            }
+            print_change(&t, "changed", as_json, &mut shown);
+        }
+        if !ids.is_empty() && open.is_empty() {
+            return Ok(());
         }
     }
+    Err(CliError(
+        "the node ended the watch (it is shutting down?): watch again to go on".into(),
+    ))
+}
+
+/// Prints `t` unless nothing shown of it moved since it was last printed.
+fn print_change(t: &Task, event: &str, as_json: bool, shown: &mut HashMap<String, Shown>) {
+    let now = Shown {
+        state: t.state,
+        node: t.node.clone(),
+        attempts: t.attempts,
+        runs: t.runs,
+    };
+    if shown.get(&t.id) == Some(&now) {
+        return;
+    }
+    shown.insert(t.id.clone(), now);
+    if as_json {
+        let mut v = task_json(t);
+        v["event"] = json!(event);
+        println!("{v}");
+    } else {
+        println!(
+            "{}  {}  {:<13} {:<8} {:<16} {}",
+            when(t.updated_at),
+            clean(&t.id),
+            t.state().as_str_name(),
+            clean(&t.r#type),
+            clean(or_dash(&t.node)),
+            clean(&t.name)
+        );
+    }
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
 }
 
 fn per_id(
@@ -200,10 +272,11 @@ fn per_id(
     } else {
         for id in ids {
             match r.results.get(id) {
-                Some(true) => println!("{id}: {verb}"),
+                Some(true) => println!("{}: {verb}", clean(id)),
                 _ => println!(
-                    "{id}: {}",
-                    r.errors.get(id).map(String::as_str).unwrap_or("failed")
+                    "{}: {}",
+                    clean(id),
+                    clean(r.errors.get(id).map(String::as_str).unwrap_or("failed"))
                 ),
             }
         }
@@ -219,15 +292,12 @@ fn per_id(
 }
 
 fn print_task(t: &Task) {
-    println!("id:           {}", t.id);
-    println!("name:         {}", t.name);
-    println!("type:         {}", t.r#type);
-    println!("target:       {}", t.target);
+    println!("id:           {}", clean(&t.id));
+    println!("name:         {}", clean(&t.name));
+    println!("type:         {}", clean(&t.r#type));
+    println!("target:       {}", clean(&t.target));
     println!("state:        {}", t.state().as_str_name());
-    println!(
-        "node:         {}",
-        if t.node.is_empty() { "-" } else { &t.node }
-    );
+    println!("node:         {}", clean(or_dash(&t.node)));
     println!("attempts:     {} of {}", t.attempts, t.max_attempts);
     println!(
         "interval:     {}",
@@ -237,17 +307,22 @@ fn print_task(t: &Task) {
             "once".into()
         }
     );
+    println!("timeout:      {}s", t.timeout_secs);
     println!("runs:         {}", t.runs);
     println!("created_at:   {}", when(t.created_at));
     println!("updated_at:   {}", when(t.updated_at));
     if t.due_at > 0 {
         println!("due_at:       {}", when(t.due_at));
     }
+    if !t.results.is_empty() {
+        println!("results (newest first):");
+    }
     for r in &t.results {
         print_result(r);
     }
 }
 
+/// One result on one line: `[finished] attempt N on NODE (outcome): message`.
 fn print_result(r: &gitflock_proto::v1::TaskResult) {
     let code = match r.code {
         task::code::OK => "ok",
@@ -259,7 +334,7 @@ fn print_result(r: &gitflock_proto::v1::TaskResult) {
         "  [{}] attempt {} on {} ({code}): {}",
         when(r.finished_at),
         r.attempt,
-        r.node,
-        r.message.replace('\n', " ")
+        clean(or_dash(&r.node)),
+        clean(&r.message)
     );
 }

@@ -1,7 +1,8 @@
 //! The gRPC `Chain` service: write, read, verify this node's log chain; make and list blocks
 //! across the cluster. Validation happens here, before anything reaches the chain writer, so a
 //! bad entry is INVALID_ARGUMENT and nothing of its request is written (a `WriteLogs` stream is
-//! written whole or not at all).
+//! written whole or not at all). Since a stream is held in memory until its end, each is capped
+//! in bytes and a node takes a few at once.
 
 use super::status::store_status;
 use gitflock_proto::v1::chain_server::Chain as ChainRpc;
@@ -10,16 +11,28 @@ use gitflock_proto::v1::{
     Task, VerifyRequest, VerifyResponse, WriteLogResponse,
 };
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::chain::{BlockCheck, Chain, ChainError};
+use crate::runner::block::{PinRefused, pinned_node};
 use crate::store::{BlockRecord, Store};
 use gitflock_core::config::check_node_name;
 use gitflock_core::log_entry::{self as entry, Entry};
 
 /// Most entries in one WriteLogs stream (it is written as one unit).
 const MAX_STREAM_ENTRIES: usize = 1_000_000;
+/// Most bytes one WriteLogs stream may hold: its entries' text, plus [`ENTRY_OVERHEAD`] each.
+pub const MAX_STREAM_BYTES: usize = 32 << 20;
+/// What an entry costs in memory beyond its text.
+const ENTRY_OVERHEAD: usize = 64;
+/// WriteLogs streams a node reads at once (so at most this × [`MAX_STREAM_BYTES`] is held); a
+/// stream beyond them waits for a slot, unread, up to [`STREAM_SLOT_WAIT`].
+pub const MAX_WRITE_STREAMS: usize = 8;
+static WRITE_STREAMS: Semaphore = Semaphore::const_new(MAX_WRITE_STREAMS);
+const STREAM_SLOT_WAIT: Duration = Duration::from_secs(10);
 
 pub struct ChainService {
     pub chain: Arc<Chain>,
@@ -34,6 +47,15 @@ fn invalid(msg: impl Into<String>) -> Status {
     Status::invalid_argument(msg.into())
 }
 
+/// A refused node placement: an unknown node is a bad argument, a dead one a precondition.
+pub(super) fn pin_status(e: PinRefused) -> Status {
+    match e {
+        PinRefused::Unknown(m) => Status::invalid_argument(m),
+        PinRefused::Dead(m) => Status::failed_precondition(m),
+        PinRefused::Store(e) => store_status(e),
+    }
+}
+
 fn chain_status(e: ChainError) -> Status {
     match e {
         ChainError::Invalid(m) => Status::invalid_argument(m),
@@ -41,14 +63,17 @@ fn chain_status(e: ChainError) -> Status {
     }
 }
 
-/// Checks one entry; `create_at` empty becomes 0 (the writer stamps it with now).
-pub fn validate(e: &LogEntry) -> Result<Entry, String> {
+/// Checks one entry; `create_at` empty becomes 0 (the writer stamps it with now). A given
+/// `create_at` may not be ahead of `chain`'s clock by more than `[chain] max_future_skew_secs`.
+pub fn validate(e: &LogEntry, chain: &Chain) -> Result<Entry, String> {
     let level = entry::check_level(if e.level.is_empty() { "info" } else { &e.level })?;
     entry::check_content(&e.content)?;
     let create_at = if e.create_at.trim().is_empty() {
         0
     } else {
-        entry::parse_time(&e.create_at)?
+        let at = entry::parse_time(&e.create_at)?;
+        chain.check_time(at)?;
+        at
     };
     Ok(Entry {
         level,
@@ -84,7 +109,7 @@ impl ChainRpc for ChainService {
         &self,
         req: Request<LogEntry>,
     ) -> Result<Response<WriteLogResponse>, Status> {
-        let e = validate(req.get_ref()).map_err(invalid)?;
+        let e = validate(req.get_ref(), &self.chain).map_err(invalid)?;
         let (first, last) = self.chain.append(vec![e]).await.map_err(chain_status)?;
         Ok(Response::new(WriteLogResponse {
             first_height: first,
@@ -97,9 +122,18 @@ impl ChainRpc for ChainService {
         &self,
         req: Request<Streaming<LogEntry>>,
     ) -> Result<Response<WriteLogResponse>, Status> {
+        let _slot = tokio::time::timeout(STREAM_SLOT_WAIT, WRITE_STREAMS.acquire())
+            .await
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "{MAX_WRITE_STREAMS} WriteLogs streams are being written on this node; try again"
+                ))
+            })?
+            .map_err(|_| Status::unavailable("node shutting down"))?;
         let mut stream = req.into_inner();
         let mut entries = Vec::new();
         let mut last_at = 0;
+        let mut bytes = 0usize;
         while let Some(e) = stream.message().await? {
             let n = entries.len();
             if n >= MAX_STREAM_ENTRIES {
@@ -107,7 +141,15 @@ impl ChainRpc for ChainService {
                     "more than {MAX_STREAM_ENTRIES} entries in one stream"
                 )));
             }
-            let e = validate(&e).map_err(|why| invalid(format!("entry {n}: {why}")))?;
+            bytes += e.content.len() + e.level.len() + ENTRY_OVERHEAD;
+            if bytes > MAX_STREAM_BYTES {
+                return Err(invalid(format!(
+                    "entry {n}: the stream holds more than {} MiB; split it into several streams",
+                    MAX_STREAM_BYTES >> 20
+                )));
+            }
+            let e =
+                validate(&e, &self.chain).map_err(|why| invalid(format!("entry {n}: {why}")))?;
             if e.create_at != 0 {
                 if e.create_at < last_at {
                     return Err(invalid(format!("entry {n}: create_at goes back in time")));
@@ -204,11 +246,11 @@ impl ChainRpc for ChainService {
                 "no [chain] remote is configured: blocks have nowhere to go",
             ));
         }
-        let created = self
-            .store
-            .create(&crate::runner::block::one_off(&node))
+        let block = crate::runner::block::one_off(&node);
+        pinned_node(&self.store, &block.placement)
             .await
-            .map_err(store_status)?;
+            .map_err(pin_status)?;
+        let created = self.store.create(&block).await.map_err(store_status)?;
         let task = self
             .store
             .get_task(&created.id, true)

@@ -1,5 +1,10 @@
 //! The gRPC `Mirrors` service: mirror status (ListMirrors), sync-now requests (SyncMirrors)
 //! and forge push webhooks passed on by whatever received them over HTTP (Webhook).
+//!
+//! A forge's signature covers the body only, so a captured push can be delivered again and
+//! again: a webhook's sync comes at most once per mirror per [`WEBHOOK_WINDOW`] (a push within
+//! the window is folded into a sync at its end), and never cuts a failing mirror's back-off.
+//! An operator's SyncMirrors syncs at once.
 
 use super::status::store_status;
 use gitflock_proto::v1::mirrors_server::Mirrors;
@@ -22,8 +27,16 @@ pub struct MirrorService {
 
 const MAX_SYNC_URLS: usize = 1000;
 
+/// A webhook syncs a mirror at most once per this long.
+pub const WEBHOOK_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl MirrorService {
-    async fn sync_urls(&self, urls: &[String]) -> Result<SyncMirrorsResponse, Status> {
+    /// Asks the mirrors of `urls` to sync (`window`: a webhook's, see the module doc).
+    async fn sync_urls(
+        &self,
+        urls: &[String],
+        window: Option<std::time::Duration>,
+    ) -> Result<SyncMirrorsResponse, Status> {
         let mut out = SyncMirrorsResponse::default();
         let mut seen = std::collections::HashSet::new();
         let mut asked: Vec<(String, &String)> = Vec::new();
@@ -42,14 +55,27 @@ impl MirrorService {
         }
         let ids: Vec<String> = asked.iter().map(|(id, _)| id.clone()).collect();
         // One script for the whole batch: a bulk sync starts every run at once.
-        let results = self.store.sync_now(&ids).await.map_err(store_status)?;
+        let results = self
+            .store
+            .sync_now(&ids, window)
+            .await
+            .map_err(store_status)?;
+        let mut backing_off = 0;
         for ((id, u), r) in asked.into_iter().zip(results) {
-            if r == SyncNow::Missing {
-                out.unknown
-                    .push(gitflock_core::redact::redact(task::shorten(u, 256)));
-            } else {
-                out.synced.push(id);
+            match r {
+                SyncNow::Missing => out
+                    .unknown
+                    .push(gitflock_core::redact::redact(task::shorten(u, 256))),
+                // Known, and left to its back-off: neither synced nor unknown.
+                SyncNow::BackingOff => backing_off += 1,
+                _ => out.synced.push(id),
             }
+        }
+        if backing_off > 0 {
+            tracing::info!(
+                mirrors = backing_off,
+                "webhook: failing mirrors keep their back-off"
+            );
         }
         Ok(out)
     }
@@ -144,7 +170,7 @@ impl Mirrors for MirrorService {
                 r.urls.len()
             )));
         }
-        Ok(Response::new(self.sync_urls(&r.urls).await?))
+        Ok(Response::new(self.sync_urls(&r.urls, None).await?))
     }
 
     async fn webhook(
@@ -176,7 +202,7 @@ impl Mirrors for MirrorService {
                 return Err(Status::invalid_argument(m));
             }
         };
-        let out = self.sync_urls(&urls).await?;
+        let out = self.sync_urls(&urls, Some(WEBHOOK_WINDOW)).await?;
         counter
             .with_label_values(&[if out.synced.is_empty() {
                 "unknown"

@@ -25,6 +25,10 @@ use crate::store::{KillOutcome, NewTask, Store, TaskQuery};
 use gitflock_core::config::Config;
 use gitflock_core::task;
 
+/// Response metadata of CreateTask: `1` when this call created the task, `0` when it found
+/// one (same id or request id).
+pub const CREATED_HEADER: &str = "gitflock-created";
+
 /// Most ids in one DeleteTasks / KillTasks / WatchTasks call.
 const MAX_IDS: usize = 10_000;
 const MAX_REQUEST_ID: usize = 128;
@@ -149,11 +153,22 @@ fn check_ids(ids: &[String]) -> Result<(), Status> {
 impl Tasks for TaskService {
     async fn create_task(&self, req: Request<CreateTaskRequest>) -> Result<Response<Task>, Status> {
         let new = self.validate_create(req.get_ref())?;
+        // A task placed on a node nobody knows (or declared dead) could never run.
+        crate::runner::block::pinned_node(&self.store, &new.placement)
+            .await
+            .map_err(super::chain::pin_status)?;
         let c = self.store.create(&new).await.map_err(store_status)?;
         if c.created {
             tracing::debug!(id = %c.id, kind = %new.kind, "task created");
         }
-        Ok(Response::new(self.fetch(&c.id, true).await?))
+        let mut resp = Response::new(self.fetch(&c.id, true).await?);
+        // The answer is the same task either way; this says whether the call made it or found
+        // it (a mirror added twice, a retried request), so a client can tell the user.
+        resp.metadata_mut().insert(
+            CREATED_HEADER,
+            tonic::metadata::MetadataValue::from_static(if c.created { "1" } else { "0" }),
+        );
+        Ok(resp)
     }
 
     async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<Task>, Status> {
@@ -260,9 +275,9 @@ impl Tasks for TaskService {
             task::check_id(id).map_err(invalid)?;
         }
         let only: HashSet<String> = ids.into_iter().collect();
-        let mut changes = self.hub.subscribe();
+        // The hub reads each changed task once for every stream.
+        let mut changes = self.hub.watch(only);
         let (tx, rx) = tokio::sync::mpsc::channel(256);
-        let store = self.store.clone();
         let closing = self.closing.clone();
         tokio::spawn(async move {
             loop {
@@ -281,29 +296,18 @@ impl Tasks for TaskService {
                     }
                     Err(_) => return,
                 };
-                if !only.is_empty() && !only.contains(&ch.id) {
-                    continue;
-                }
-                let ev = if ch.deleted {
-                    TaskEvent {
+                let ev = match ch.task {
+                    None => TaskEvent {
                         kind: task_event::Kind::Deleted as i32,
                         task: Some(Task {
                             id: ch.id,
                             ..Default::default()
                         }),
-                    }
-                } else {
-                    match store.get_task(&ch.id, true).await {
-                        Ok(Some(t)) => TaskEvent {
-                            kind: task_event::Kind::Changed as i32,
-                            task: Some(t),
-                        },
-                        Ok(None) => continue,
-                        Err(e) => {
-                            let _ = tx.send(Err(store_status(e))).await;
-                            return;
-                        }
-                    }
+                    },
+                    Some(t) => TaskEvent {
+                        kind: task_event::Kind::Changed as i32,
+                        task: Some(Task::clone(&t)),
+                    },
                 };
                 if tx.send(Ok(ev)).await.is_err() {
                     return; // the client went away
@@ -320,9 +324,43 @@ pub struct NodeService {
     pub config: Arc<Config>,
 }
 
+/// Node names in the order people count them: `node2` before `node10`, then as text.
+fn by_name(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let key = |s| {
+        parts(s)
+            .into_iter()
+            .map(|(digits, p)| {
+                let p: &str = p;
+                if digits {
+                    let t = p.trim_start_matches('0');
+                    (t.len(), t.to_string())
+                } else {
+                    (0, p.to_string())
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    key(a).cmp(&key(b)).then_with(|| a.cmp(b))
+}
+
 impl NodeService {
+    /// Every node, sorted by name, so lists keep their order from one look to the next
+    /// (Redis keeps them by last heartbeat, which changes every beat).
     async fn node_infos(&self) -> Result<(Vec<NodeInfo>, Option<(String, u64)>), Status> {
-        let (nodes, now) = self.store.nodes().await.map_err(store_status)?;
+        let (mut nodes, now) = self.store.nodes().await.map_err(store_status)?;
+        nodes.sort_by(|a, b| by_name(&a.name, &b.name));
         let holder = self.store.lease_holder().await.map_err(store_status)?;
         let master = holder.as_ref().map(|h| h.0.clone());
         let c = &self.config.cluster;
@@ -345,6 +383,7 @@ impl NodeService {
                 running: n.running,
                 concurrency: n.concurrency,
                 version: n.version,
+                metrics: n.metrics,
             })
             .collect();
         Ok((infos, holder))
@@ -383,12 +422,20 @@ impl Nodes for NodeService {
             Some((_, e)) => *e,
             None => self.store.epoch().await.map_err(store_status)?,
         };
+        let lost = self
+            .store
+            .incarnation_record()
+            .await
+            .map_err(store_status)?
+            .unwrap_or_default();
         Ok(Response::new(StatusResponse {
             master: holder.map(|h| h.0).unwrap_or_default(),
             epoch,
             nodes,
             counts: counts.into_iter().collect(),
             type_counts: type_counts.into_iter().collect(),
+            data_lost_at: lost.lost,
+            data_lost_noticed_by: lost.noticed_by,
         }))
     }
 
@@ -398,5 +445,15 @@ impl Nodes for NodeService {
             resigned: epoch.is_some(),
             epoch: epoch.unwrap_or(0),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nodes_sort_as_people_count_them() {
+        let mut names = vec!["node10", "node2", "b", "node1", "a7", "a07"];
+        names.sort_by(|a, b| super::by_name(a, b));
+        assert_eq!(names, ["a07", "a7", "b", "node1", "node2", "node10"]);
     }
 }

@@ -14,6 +14,7 @@
 //! branch. Blocking git work never runs on the async runtime: the writer is its own thread,
 //! and reads, verification and pushes run on `spawn_blocking` or as processes.
 
+mod remote;
 mod verify;
 
 pub use gitflock_core::clock::Clock;
@@ -81,6 +82,8 @@ pub struct Chain {
     tx: mpsc::Sender<WriteRequest>,
     tip: watch::Receiver<Tip>,
     pub clock: Clock,
+    /// How far ahead of `clock` a given `create_at` may be (`[chain] max_future_skew_secs`).
+    max_future_skew: Duration,
     /// Held for the life of the chain: one process per chain directory.
     _lock: File,
 }
@@ -94,8 +97,14 @@ fn repo_path(dir: &Path) -> PathBuf {
 }
 
 impl Chain {
-    /// Opens (or creates, with its genesis commit) the chain under `data_dir/chain`.
-    pub fn open(node: &str, data_dir: &Path, clock: Clock) -> Result<Arc<Chain>, ChainError> {
+    /// Opens (or creates, with its genesis commit) the chain under `data_dir/chain`. Entries
+    /// whose `create_at` is more than `max_future_skew` ahead of `clock` are refused.
+    pub fn open(
+        node: &str,
+        data_dir: &Path,
+        clock: Clock,
+        max_future_skew: Duration,
+    ) -> Result<Arc<Chain>, ChainError> {
         let dir = data_dir.join("chain");
         std::fs::create_dir_all(&dir)?;
         // libgit2 caches parsed objects up to 256 MB per process by default; the chain reads
@@ -134,6 +143,14 @@ impl Chain {
             .open(dir.join("heights"))?;
         let tip = recover(&repo, &mut heights, node, &clock)?;
         tracing::info!(height = tip.height, commit = %tip.commit, "log chain open");
+        if entry::check_not_ahead(tip.last_at, clock.now_ms(), max_future_skew).is_err() {
+            // Written before far-future times were refused: entries stamped "now" take the
+            // newest entry's time until the clock passes it (entries never go back in time).
+            tracing::warn!(
+                newest = %entry::format_time(tip.last_at),
+                "the chain's newest entry is ahead of this node's clock; new entries carry its time until the clock catches up"
+            );
+        }
         let (tip_tx, tip_rx) = watch::channel(tip);
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -142,6 +159,7 @@ impl Chain {
             heights,
             tip: tip_tx,
             clock: clock.clone(),
+            max_future_skew,
         };
         std::thread::Builder::new()
             .name("chain-writer".into())
@@ -152,6 +170,7 @@ impl Chain {
             tx,
             tip: tip_rx,
             clock,
+            max_future_skew,
             _lock: lock,
         }))
     }
@@ -171,6 +190,11 @@ impl Chain {
 
     pub fn repo_path(&self) -> PathBuf {
         repo_path(&self.dir)
+    }
+
+    /// Refuses a `create_at` too far ahead of this chain's clock (the writer checks it again).
+    pub fn check_time(&self, create_at: i64) -> Result<(), String> {
+        entry::check_not_ahead(create_at, self.clock.now_ms(), self.max_future_skew)
     }
 
     /// Appends entries (validated by the caller; `create_at` 0 means now) and returns their
@@ -235,40 +259,7 @@ impl Chain {
     /// Pushes the tip to `remote` as `branch` (never forced). Returns the tip pushed.
     pub async fn push(&self, remote: &str, branch: &str) -> Result<Tip, ChainError> {
         let tip = self.tip();
-        let refspec = format!("{}:refs/heads/{branch}", tip.commit);
-        let out = tokio::time::timeout(
-            Duration::from_secs(120),
-            tokio::process::Command::new("git")
-                .arg("--git-dir")
-                .arg(self.repo_path())
-                .args(["push", "--porcelain", "--", remote, &refspec])
-                .env("GIT_TERMINAL_PROMPT", "0")
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .map_err(|_| ChainError::Io("push timed out after 120s".into()))?
-        .map_err(|e| ChainError::Io(format!("cannot run git: {e}")))?;
-        if !out.status.success() {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let reason = text
-                .lines()
-                .find(|l| {
-                    l.starts_with('!')
-                        || l.contains("rejected")
-                        || l.starts_with("fatal")
-                        || l.starts_with("error")
-                })
-                .unwrap_or("push failed")
-                .trim();
-            return Err(ChainError::Io(gitflock_core::redact::redact(&format!(
-                "push of {branch} to {remote} refused: {reason}"
-            ))));
-        }
+        remote::push(&self.repo_path(), &tip.commit, remote, branch).await?;
         Ok(tip)
     }
 }
@@ -432,6 +423,7 @@ struct Writer {
     heights: File,
     tip: watch::Sender<Tip>,
     clock: Clock,
+    max_future_skew: Duration,
 }
 
 impl Writer {
@@ -521,12 +513,19 @@ impl Writer {
         let mut refused: Vec<Option<String>> = Vec::with_capacity(group.len());
         for req in group.iter_mut() {
             // A request goes in whole or not at all.
-            let now = self.clock.now_ms().max(last_at);
+            let clock = self.clock.now_ms();
+            let now = clock.max(last_at);
             let mut at = last_at;
             let mut bad = None;
             for e in req.entries.iter_mut() {
                 if e.create_at == 0 {
                     e.create_at = now;
+                } else if let Err(why) =
+                    entry::check_not_ahead(e.create_at, clock, self.max_future_skew)
+                {
+                    // Every path to the chain comes through here: this is the guarantee.
+                    bad = Some(why);
+                    break;
                 }
                 if e.create_at < at {
                     bad = Some(format!(

@@ -148,7 +148,7 @@ pub fn verify(
             });
         }
         if let Some(remote) = remote {
-            let remote_tip = ls_remote(remote, &b.branch)?;
+            let remote_tip = super::remote::ls_remote(remote, &b.branch)?;
             let contains = remote_tip
                 .and_then(|r| git2::Oid::from_str(&r).ok())
                 .and_then(|r| position.get(&r))
@@ -175,23 +175,4 @@ pub fn verify(
         blocks_checked: checked,
         ..Default::default()
     })
-}
-
-/// The remote's commit for `branch`, if the branch exists.
-fn ls_remote(remote: &str, branch: &str) -> Result<Option<String>, ChainError> {
-    let out = std::process::Command::new("git")
-        .args(["ls-remote", "--", remote, &format!("refs/heads/{branch}")])
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .map_err(|e| ChainError::Io(format!("cannot run git: {e}")))?;
-    if !out.status.success() {
-        return Err(ChainError::Io(gitflock_core::redact::redact(&format!(
-            "cannot list {remote}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .map(str::to_string))
 }

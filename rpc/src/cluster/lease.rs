@@ -12,6 +12,14 @@
 //! tries again right when it expires, so a dead master is replaced about `lease_ms` after its
 //! last renewal. Taking and giving up the lease are announced, signed, on the Public channel
 //! (`2:` messages), and every node that hears an announcement looks at the lease at once.
+//!
+//! The epoch never goes backwards, even when Redis does (a replica promoted by Sentinel may lag
+//! behind the primary it replaces): every signed Public message carries the highest epoch its
+//! sender has seen, and a node that learns of an epoch above its own mastership's stops acting
+//! as master at once ([`Lease::saw_epoch`]). A node asking for the lease passes the highest
+//! epoch it has seen, and LEASE_ACQUIRE also reads the epochs every node reported with its
+//! heartbeats; a lease or an epoch counter below either is what a lagging replica kept, and a
+//! new lease starts above it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -77,10 +85,12 @@ impl Lease {
         })
     }
 
-    /// This node's mastership, if it holds the lease and its own deadline has not passed.
+    /// This node's mastership, if it holds the lease, its own deadline has not passed, and no
+    /// higher epoch has been seen (a newer master exists, whatever this Redis says).
     pub fn current(&self) -> Option<Mastership> {
-        let m = self.view.borrow().mine.clone()?;
-        (Instant::now() < m.valid_until).then_some(m)
+        let view = self.view.borrow();
+        let m = view.mine.as_ref()?;
+        (Instant::now() < m.valid_until && m.epoch >= view.epoch).then(|| m.clone())
     }
 
     pub fn view(&self) -> LeaseView {
@@ -108,14 +118,39 @@ impl Lease {
 
     /// A verified announcement said who the master is.
     pub fn observe(&self, master: &str, epoch: u64) {
+        self.raise(epoch, Some(master));
+    }
+
+    /// A verified message (a heartbeat, a vote, an election request) carried the highest epoch
+    /// its sender has seen. A higher one than this node's mastership means a newer master
+    /// exists: this node stops acting as master now, before it talks to Redis again.
+    pub fn saw_epoch(&self, epoch: u64) {
+        self.raise(epoch, None);
+    }
+
+    fn raise(&self, epoch: u64, master: Option<&str>) {
+        let stepped_down = std::cell::Cell::new(None);
         self.view.send_if_modified(|v| {
-            let newer = epoch > v.epoch;
-            if newer {
-                v.epoch = epoch;
-                v.master = Some(master.to_string());
+            if epoch <= v.epoch {
+                return false;
             }
-            newer
+            v.epoch = epoch;
+            if let Some(m) = master {
+                v.master = Some(m.to_string());
+            }
+            if v.mine.as_ref().is_some_and(|m| m.epoch < epoch) {
+                stepped_down.set(v.mine.take().map(|m| m.epoch));
+            }
+            true
         });
+        if let Some(mine) = stepped_down.get() {
+            tracing::warn!(
+                mine,
+                seen = epoch,
+                "a higher epoch exists; no longer acting as master"
+            );
+            self.poke.notify_one();
+        }
     }
 
     fn announce(&self, event: &str, epoch: u64) -> String {
@@ -248,5 +283,43 @@ impl Lease {
                 self.renew_every
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lease that believes it is master under `epoch` (no Redis is talked to).
+    fn master_at(epoch: u64) -> Arc<Lease> {
+        let store = Store::unconnected("redis://127.0.0.1:1/0", "t").unwrap();
+        let signer = Arc::new(Signer::new("token-0123456789abcdef", "n1"));
+        let ttl = Duration::from_secs(60);
+        let lease = Lease::new(store, "n1", ttl, ttl / 4, signer);
+        lease.view.send_modify(|v| {
+            v.mine = Some(Mastership {
+                epoch,
+                holder: format!("n1 {epoch}"),
+                valid_until: Instant::now() + ttl,
+            });
+            v.epoch = epoch;
+        });
+        lease
+    }
+
+    #[tokio::test]
+    async fn a_master_stops_acting_once_it_sees_a_higher_epoch() {
+        let lease = master_at(5);
+        lease.saw_epoch(4);
+        lease.saw_epoch(5);
+        assert_eq!(lease.current().map(|m| m.epoch), Some(5));
+        lease.saw_epoch(6);
+        assert!(lease.current().is_none());
+        assert_eq!(lease.view().epoch, 6);
+        // An announcement of a newer master does the same.
+        let lease = master_at(5);
+        lease.observe("n2", 7);
+        assert!(lease.current().is_none());
+        assert_eq!(lease.view().master.as_deref(), Some("n2"));
     }
 }

@@ -82,6 +82,8 @@ pub struct Presence {
     pub store: Store,
     pub node: String,
     pub addr: String,
+    /// Where this node serves `/metrics` (empty: not served), for `gitflock nodes`.
+    pub metrics: String,
     pub heartbeat: Duration,
     pub load: Arc<dyn Load>,
     pub lease: Arc<Lease>,
@@ -122,6 +124,7 @@ impl Presence {
                     version: VERSION,
                     epoch: view.epoch,
                     leaving: self.leaving.load(Ordering::SeqCst),
+                    metrics: &self.metrics,
                 },
                 &msg,
             )
@@ -181,6 +184,8 @@ impl Presence {
 
 #[derive(Clone, Debug)]
 struct Member {
+    /// Where probes dial it: only ever from a signed heartbeat (empty until one came). A
+    /// presence record in Redis is not signed, and a probe carries the cluster token.
     addr: String,
     last_heard: Instant,
     /// Probed (by this master) and answered.
@@ -197,6 +202,8 @@ pub struct Membership {
     store: Store,
     lease: Arc<Lease>,
     token: String,
+    /// How probes dial `https://` nodes (the cluster's CA, this node's client certificate).
+    dial: gitflock_client::Tls,
     heartbeat: Duration,
     dead_after: Duration,
     verifier: Verifier,
@@ -218,12 +225,14 @@ impl Membership {
         config: &gitflock_core::config::ClusterConfig,
         wake_dispatch: Arc<Notify>,
         signer: Arc<Signer>,
+        dial: gitflock_client::Tls,
     ) -> Arc<Membership> {
         Arc::new(Membership {
             me: me.to_string(),
             store,
             lease,
             token: config.token.clone(),
+            dial,
             heartbeat: config.heartbeat,
             dead_after: config.dead_after,
             verifier: Verifier::new(&config.token),
@@ -310,7 +319,9 @@ impl Membership {
 
     /// Starts an admission probe of a member, unless one runs or it is admitted and alive.
     fn start_admission(self: &Arc<Self>, name: &str, m: &mut Member) {
-        if m.probing || (m.admitted && !m.dead) {
+        // Without an address from a signed heartbeat there is nothing to dial yet: its next
+        // heartbeat (within one period) starts the probe.
+        if m.probing || (m.admitted && !m.dead) || m.addr.is_empty() {
             return;
         }
         m.probing = true;
@@ -321,7 +332,7 @@ impl Membership {
 
     /// Probes a node and admits it if it answers as itself.
     async fn admit(&self, name: &str, addr: &str) {
-        let ok = probe(addr, name, &self.token).await;
+        let ok = probe(addr, name, &self.token, &self.dial).await;
         let was_dead = {
             let mut table = self.table.lock().unwrap();
             let Some(m) = table.get_mut(name) else { return };
@@ -400,14 +411,15 @@ impl Membership {
                 let heard_at = now.checked_sub(age).unwrap_or(now);
                 match table.get_mut(&r.name) {
                     None => {
-                        // Recently alive: probe before admitting. Long silent: keep it as a
+                        // Recently alive: probe (once a signed heartbeat gives its address)
+                        // before admitting. Long silent: keep it as a
                         // member to be confirmed dead (its work must come back). Declared dead
                         // and silent: nothing to do until it speaks.
                         let silent = age > self.dead_after;
                         table.insert(
                             r.name.clone(),
                             Member {
-                                addr: r.addr.clone(),
+                                addr: String::new(),
                                 last_heard: heard_at,
                                 admitted: silent && !r.dead,
                                 dead: r.dead,
@@ -427,7 +439,6 @@ impl Membership {
                         }
                         if heard_at > m.last_heard {
                             m.last_heard = heard_at;
-                            m.addr = r.addr.clone();
                             if (!m.admitted || m.dead) && age <= 2 * self.heartbeat {
                                 to_probe.push(r.name.clone());
                             }
@@ -513,7 +524,7 @@ impl Membership {
     }
 
     async fn confirm_dead(&self, name: &str, addr: &str) {
-        if probe(addr, name, &self.token).await {
+        if probe(addr, name, &self.token, &self.dial).await {
             tracing::info!(node = name, "silent node answered its probe; still alive");
             if let Some(m) = self.table.lock().unwrap().get_mut(name) {
                 m.probing = false;
@@ -565,10 +576,14 @@ impl Membership {
     }
 }
 
-/// A direct gRPC `AskAlive` with the token; true if the node answers as `name`.
-pub async fn probe(addr: &str, name: &str, token: &str) -> bool {
+/// A direct gRPC `AskAlive` with the token; true if the node answers as `name`. An empty
+/// `addr` (no signed heartbeat has named one yet) is never dialled.
+pub async fn probe(addr: &str, name: &str, token: &str, tls: &gitflock_client::Tls) -> bool {
+    if addr.is_empty() {
+        return false;
+    }
     let ask = async {
-        let mut c = gitflock_client::Client::connect(addr, token, Some(PROBE_TIMEOUT))
+        let mut c = gitflock_client::Client::connect_with(addr, token, Some(PROBE_TIMEOUT), tls)
             .await
             .ok()?;
         let r = c

@@ -3,7 +3,9 @@
 //! is in durable Redis structures, so a message lost while disconnected costs only the delay
 //! until the next poll, and after every (re)subscription everything is woken to re-read state.
 //! Public messages are checked (HMAC, replay) by [`Membership::on_public`] before anything
-//! acts on them.
+//! acts on them. The node's channel is unsigned (anyone who can PUBLISH can write to it), so
+//! none of its messages is obeyed as such: `kill <id>` only makes the worker read its runs'
+//! kill flags now, which it also does every second.
 
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -35,22 +37,28 @@ impl Listener {
 
     fn route(&self, channel: &str, payload: &str) {
         if channel == self.store.keys().public_channel() {
-            match self.membership.on_public(payload) {
-                Some((Kind::Vote, msg)) => {
+            let Some((kind, msg)) = self.membership.on_public(payload) else {
+                return;
+            };
+            match kind {
+                Kind::Vote => {
                     if msg.event == "elected" {
                         self.lease.observe(&msg.name, msg.epoch);
                     }
                     self.lease.poke();
                 }
-                Some((Kind::ElectionRequest, _)) => self.lease.poke(),
+                Kind::ElectionRequest => self.lease.poke(),
                 _ => {}
             }
+            // Every sender says the highest epoch it has seen: a master below it steps down.
+            self.lease.saw_epoch(msg.epoch);
             return;
         }
         match payload {
             "inbox" => self.worker.wake.notify_one(),
             "due" => self.wake_dispatch.notify_one(),
             p => {
+                // A wake-up, not an order: the worker kills only what Redis says to.
                 if let Some(id) = p.strip_prefix("kill ") {
                     self.worker.kill(id);
                 }
@@ -63,6 +71,8 @@ impl Listener {
         let public = self.store.keys().public_channel();
         let mut delay = Duration::from_millis(100);
         loop {
+            // Made before subscribing, so a failover of the Redis primary meanwhile is not missed.
+            let mut moved = Box::pin(self.store.primary_moved());
             let subscribed = async {
                 let mut ps = self.store.pubsub().await?;
                 ps.subscribe(&own).await?;
@@ -90,6 +100,10 @@ impl Listener {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
+                    _ = &mut moved => {
+                        tracing::info!("the redis primary moved; resubscribing there");
+                        break;
+                    }
                     m = messages.next() => match m {
                         Some(m) => {
                             let payload: String = m.get_payload().unwrap_or_default();

@@ -6,16 +6,19 @@
 //!   dispatcher, change hub) and the loops and server that run them.
 //! - [`shutdown`]: the signal and the three phases of an ordered stop.
 //! - [`listener`]: pub/sub messages turned into wake-ups.
+//! - `incarnation`: noticing that Redis lost its data, and making the standing tasks again.
 //!
 //! Shutdown (SIGTERM or SIGINT): resign mastership (announced on the Public channel so another
 //! node takes over at once); stop claiming and hand the unclaimed inbox back; let running
 //! tasks finish for the grace period, then hand the rest back; record every result; stop the
 //! gRPC server; exit 0.
 
+mod incarnation;
 pub mod listener;
 mod node;
 pub mod shutdown;
 pub mod startup;
+pub mod tls;
 
 pub use node::Node;
 pub use shutdown::Shutdown;
@@ -34,6 +37,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.node.data_dir.display()
         )
     })?;
+    let tls = tls::NodeTls::load(&config.tls)?;
     let sockets = startup::Sockets::bind(&config).await?;
     let shutdown = Shutdown::on_signals();
 
@@ -46,6 +50,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &config,
         &sockets.grpc,
         health_service.clone(),
+        &tls,
         &shutdown.requested,
     )
     .await?
@@ -54,7 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     tracing::info!(node = %config.node.name, prefix = %config.redis.prefix, "connected to redis");
 
-    let mut node = Node::assemble(config, store, health).await?;
+    let mut node = Node::assemble(config, store, health, tls).await?;
     let loops = node.spawn_loops(&shutdown, sockets.metrics);
     let server = node.serve(sockets.grpc, health_service, &shutdown).await?;
 

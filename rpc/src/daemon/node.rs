@@ -14,7 +14,9 @@ use tonic_health::server::HealthReporter;
 pub type Health =
     tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
 
+use super::incarnation::IncarnationWatch;
 use super::listener::Listener;
+use super::tls::NodeTls;
 use super::{SHUTDOWN_GRACE, Shutdown};
 use crate::api::Auth;
 use crate::api::chain::ChainService;
@@ -49,9 +51,13 @@ pub struct Node {
     wake_dispatch: Arc<Notify>,
     hub: Arc<ChangeHub>,
     presence: Option<Presence>,
+    /// Notices when Redis lost its data (taken when the loops start).
+    incarnation: Option<IncarnationWatch>,
     /// Set at shutdown, so heartbeats say "no new work" while runs drain.
     leaving: Arc<AtomicBool>,
     health: HealthReporter,
+    /// The server's TLS (off: plaintext).
+    tls: NodeTls,
 }
 
 /// Until Redis answers, the node's services (and the server as a whole) say NOT_SERVING.
@@ -69,16 +75,20 @@ impl Node {
         config: Config,
         store: Store,
         health: HealthReporter,
+        tls: NodeTls,
     ) -> anyhow::Result<Node> {
         let config = Arc::new(config);
         let name = config.node.name.clone();
         // The log chain needs no Redis; a second process on this data dir fails here.
         let chain = {
             let (name, dir) = (name.clone(), config.node.data_dir.clone());
-            tokio::task::spawn_blocking(move || Chain::open(&name, &dir, chain::Clock::from_env()))
-                .await??
+            let skew = config.chain.max_future_skew;
+            tokio::task::spawn_blocking(move || {
+                Chain::open(&name, &dir, chain::Clock::from_env(), skew)
+            })
+            .await??
         };
-        let registry = Registry::new(Arc::new(runner::Context {
+        let context = Arc::new(runner::Context {
             node: name.clone(),
             store: store.clone(),
             chain: Some(chain.clone()),
@@ -86,8 +96,17 @@ impl Node {
             branch_pattern: config.chain.branch.clone(),
             data_dir: config.node.data_dir.clone(),
             mirror: config.mirror.clone(),
-        }));
-        crate::mirror::set_timeouts(Duration::from_secs(10), Duration::from_secs(120));
+            standing: Default::default(),
+            git_threads: crate::mirror::threads::GitThreads::new(config.node.concurrency),
+        });
+        let registry = Registry::new(context.clone());
+        // Which life of the data Redis holds, known before this node claims anything.
+        let mut incarnation =
+            IncarnationWatch::new(store.clone(), config.clone(), registry.clone(), context);
+        incarnation.first_look().await?;
+        crate::mirror::set_timeouts(Duration::from_secs(10), Duration::from_secs(120))
+            .map_err(anyhow::Error::msg)?;
+        crate::mirror::remote::set_ssh_agent(config.mirror.ssh_agent);
         if config.chain.remote.is_some() && !config.chain.block_interval.is_zero() {
             store
                 .create(&runner::block::standing(&name, config.chain.block_interval))
@@ -116,6 +135,7 @@ impl Node {
             cluster,
             wake_dispatch.clone(),
             signer.clone(),
+            tls.dial.clone(),
         );
         let dispatcher = Dispatcher::new(
             store.clone(),
@@ -139,6 +159,10 @@ impl Node {
             store: store.clone(),
             node: name,
             addr: config.node.advertise.clone(),
+            metrics: crate::metrics::scrape_address(
+                config.node.metrics_listen,
+                &config.node.advertise,
+            ),
             heartbeat: cluster.heartbeat,
             load: worker.clone(),
             lease: lease.clone(),
@@ -160,8 +184,10 @@ impl Node {
             dispatcher,
             wake_dispatch,
             presence: Some(presence),
+            incarnation: Some(incarnation),
             leaving,
             health,
+            tls,
         })
     }
 
@@ -176,14 +202,25 @@ impl Node {
         tracker.spawn(self.lease.clone().run(leaving.clone()));
         tracker.spawn(self.worker.clone().claim_loop(leaving.clone()));
         tracker.spawn(self.worker.clone().audit_loop(leaving.clone()));
+        tracker.spawn(self.worker.clone().kill_loop(drained.clone()));
         if let Some(reports) = self.reports.take() {
             tracker.spawn(self.worker.clone().report_loop(reports, drained.clone()));
         }
         if let Some(presence) = self.presence.take() {
             tracker.spawn(presence.run(drained.clone()));
         }
+        if let Some(incarnation) = self.incarnation.take() {
+            tracker.spawn(incarnation.run(drained.clone()));
+        }
         tracker.spawn(self.membership.clone().run(drained.clone()));
         tracker.spawn(self.dispatcher.clone().run(drained.clone()));
+        let retention = crate::engine::retention::Retention {
+            store: self.store.clone(),
+            lease: self.lease.clone(),
+            succeed: self.config.tasks.retention_succeed,
+            failed: self.config.tasks.retention_failed,
+        };
+        tracker.spawn(retention.run(drained.clone()));
         let listener = Listener {
             store: self.store.clone(),
             node: self.config.node.name.clone(),
@@ -257,10 +294,15 @@ impl Node {
             store: self.store.clone(),
             config: config.mirror.clone(),
         };
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(gitflock_proto::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        // Both reflection protocols: v1, and v1alpha for the clients that still speak only it
+        // (Python's grpcio-reflection, older grpcurl, Postman, Evans).
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(gitflock_proto::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let reflection = reflection().build_v1()?;
         self.health.set_serving::<TasksServer<TaskService>>().await;
         self.health.set_serving::<NodesServer<NodeService>>().await;
         let all = tonic_health::ServingStatus::Serving;
@@ -274,9 +316,12 @@ impl Node {
                 })
             },
         );
-        let server = tonic::transport::Server::builder()
+        let server = self
+            .tls
+            .server()?
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(TasksServer::with_interceptor(tasks, auth.clone()))
             .add_service(NodesServer::with_interceptor(nodes, auth.clone()))
             .add_service(ChainServer::with_interceptor(chain, auth.clone()))
@@ -286,7 +331,12 @@ impl Node {
             node = %config.node.name,
             listen = %config.node.grpc_listen,
             advertise = %config.node.advertise,
+            tls = self.tls.enabled(),
             concurrency = config.node.concurrency,
+            metrics = %config
+                .node
+                .metrics_listen
+                .map_or("off".to_string(), |a| format!("http://{a}/metrics")),
             "node ready"
         );
         Ok(tokio::spawn(server))

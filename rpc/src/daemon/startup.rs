@@ -40,7 +40,7 @@ async fn connect(config: &Config, stop: &CancellationToken) -> Option<Store> {
     let mut warned = false;
     loop {
         let attempt = async {
-            let s = Store::connect(&config.redis.url, &config.redis.prefix).await?;
+            let s = Store::connect(&config.redis).await?;
             s.ping().await?;
             Ok::<_, StoreError>(s)
         };
@@ -79,13 +79,16 @@ pub async fn wait_for_redis(
     config: &Config,
     grpc: &TcpListener,
     health: super::node::Health,
+    tls: &super::tls::NodeTls,
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<Store>> {
     let incoming = futures_util::stream::unfold(grpc, |l| async move {
         Some((l.accept().await.map(|(sock, _)| sock), l))
     });
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
-    let waiting = tonic::transport::Server::builder()
+    // TLS from the first connection on: no plaintext is served even while Redis is away.
+    let waiting = tls
+        .server()?
         .add_service(health)
         .serve_with_incoming_shutdown(incoming, async {
             let _ = ready_rx.await;

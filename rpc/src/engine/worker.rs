@@ -3,21 +3,24 @@
 //!
 //! - Claiming takes only as many tasks as there are free slots (`[node] concurrency`), so
 //!   what a node has not started stays in its inbox, where the master can still move it.
-//! - Each run has a timeout and a cancellation token; `kill <id>` on the node's channel
-//!   fires the token and the run ends KILLED.
+//! - Each run has a timeout and a cancellation token. A run is killed only when its task's
+//!   kill flag in Redis says so (or its task is gone, or no longer this run's): the kill loop
+//!   reads the flags of every run in progress each second, and at once when `kill <id>`
+//!   arrives on the node's channel. The message itself carries no authority (anyone who can
+//!   PUBLISH could send it) and may be lost (pub/sub is down): it only wakes the loop.
 //! - Ends of runs go to one reporter task that records them in batches (the FINISH script),
 //!   retrying until Redis takes them: a result is never dropped because Redis blinked.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::runner::Registry;
-use crate::store::{Claimed, Finished, Outcome, Store};
+use crate::store::{Claimed, Finished, Outcome, RunCheck, Store};
 use gitflock_core::clock::now_ms;
 
 /// Most tasks claimed in one CLAIM call.
@@ -27,8 +30,9 @@ const FINISH_BATCH: usize = 512;
 /// How often an idle worker looks at its inbox even without a wake-up (a lost message costs
 /// at most this much delay).
 const IDLE_POLL: Duration = Duration::from_secs(1);
-/// How long a kill that arrived before its run started is remembered.
-const EARLY_KILL_TTL: Duration = Duration::from_secs(30);
+/// How often the kill flags of the runs in progress are read even without a wake-up: a kill
+/// whose message was lost stops its run within this long.
+const KILL_POLL: Duration = Duration::from_secs(1);
 /// How often the in-flight list is checked for runs this node does not know (a claim whose
 /// reply was lost); one must be seen unknown twice in a row before it is put back.
 const AUDIT_EVERY: Duration = Duration::from_secs(5);
@@ -58,13 +62,13 @@ pub struct Worker {
     /// claimed tasks than it can run.
     slots: Arc<Semaphore>,
     concurrency: usize,
-    /// Cancellation tokens of the runs in progress, by task id.
-    running: Mutex<HashMap<String, CancellationToken>>,
+    /// The runs in progress, by task id: their claim number and cancellation token.
+    running: Mutex<HashMap<String, (u64, CancellationToken)>>,
     /// Ids claimed by this process whose end is not yet recorded in Redis (a superset of
     /// `running`); anything else in the in-flight list is a lost claim.
     known: Mutex<std::collections::HashSet<String>>,
-    /// Kills for tasks whose run has not registered yet (the kill raced the claim).
-    early_kills: Mutex<HashMap<String, Instant>>,
+    /// Rung by `kill <id>` wake-ups: the kill loop reads the kill flags now.
+    kill_check: Notify,
     /// Set at shutdown: runs cancelled from now on are handed back, not killed.
     handing_back: AtomicBool,
     /// Rung by the wake-up listener on `inbox`.
@@ -91,7 +95,7 @@ impl Worker {
             concurrency,
             running: Mutex::new(HashMap::new()),
             known: Mutex::new(std::collections::HashSet::new()),
-            early_kills: Mutex::new(HashMap::new()),
+            kill_check: Notify::new(),
             handing_back: AtomicBool::new(false),
             wake: Notify::new(),
             runs: TaskTracker::new(),
@@ -149,16 +153,10 @@ impl Worker {
     fn start(self: &Arc<Self>, task: Claimed, permit: OwnedSemaphorePermit) {
         let cancel = CancellationToken::new();
         self.known.lock().unwrap().insert(task.id.clone());
-        {
-            let mut early = self.early_kills.lock().unwrap();
-            if early.remove(&task.id).is_some() {
-                cancel.cancel();
-            }
-            self.running
-                .lock()
-                .unwrap()
-                .insert(task.id.clone(), cancel.clone());
-        }
+        self.running
+            .lock()
+            .unwrap()
+            .insert(task.id.clone(), (task.claim, cancel.clone()));
         let me = self.clone();
         self.runs.spawn(async move {
             let finished = me.run_one(&task, cancel).await;
@@ -185,8 +183,12 @@ impl Worker {
                 format!("this node does not know task type {:?}", task.kind),
             ),
             Some(runner) => {
-                let run =
-                    runner.run_scheduled(task.target.clone(), task.interval, cancel.child_token());
+                let run = runner.run_scheduled(
+                    task.target.clone(),
+                    task.interval,
+                    task.claim,
+                    cancel.child_token(),
+                );
                 tokio::select! {
                     r = tokio::time::timeout(task.timeout, run) => match r {
                         _ if cancel.is_cancelled() => self.cancelled(),
@@ -212,7 +214,6 @@ impl Worker {
         m.run_duration
             .with_label_values(&[&task.kind, label])
             .observe(clock.elapsed().as_secs_f64());
-        m.runs.with_label_values(&[&task.kind, label]).inc();
         if matches!(outcome, Outcome::Error | Outcome::Timeout) && task.attempt < task.max_attempts
         {
             m.retries.inc();
@@ -238,16 +239,56 @@ impl Worker {
         }
     }
 
-    /// A `kill <id>` arrived: stop the run, or remember the kill if the run is not started yet.
-    pub fn kill(&self, id: &str) {
-        let mut early = self.early_kills.lock().unwrap();
-        if let Some(token) = self.running.lock().unwrap().get(id) {
-            token.cancel();
+    /// A `kill <id>` wake-up arrived: the kill loop reads the kill flags now. Which id it names
+    /// does not matter: a forged message kills nothing, and a burst of them costs one read.
+    pub fn kill(&self, _id: &str) {
+        self.kill_check.notify_one();
+    }
+
+    /// Stops the runs whose task's kill flag is set, or whose task is gone or no longer this
+    /// run's (deleted, or given to another node), reading every run's flag each [`KILL_POLL`]
+    /// and when woken; ends at `stop` (after the runs drained, so kills reach them till then).
+    pub async fn kill_loop(self: Arc<Self>, stop: CancellationToken) {
+        if self.concurrency == 0 {
             return;
         }
-        let now = Instant::now();
-        early.retain(|_, at| now.duration_since(*at) < EARLY_KILL_TTL);
-        early.insert(id.to_string(), now);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.kill_check.notified() => {}
+                _ = tokio::time::sleep(KILL_POLL) => {}
+            }
+            let runs: Vec<(String, u64)> = {
+                let running = self.running.lock().unwrap();
+                running
+                    .iter()
+                    .map(|(id, (claim, _))| (id.clone(), *claim))
+                    .collect()
+            };
+            if runs.is_empty() {
+                continue;
+            }
+            let checks = match self.store.run_checks(&self.node, &runs).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot read kill flags yet");
+                    continue;
+                }
+            };
+            let running = self.running.lock().unwrap();
+            for ((id, claim), check) in runs.iter().zip(checks) {
+                if check == RunCheck::Running {
+                    continue;
+                }
+                // Only the run that was checked: the task may have been claimed again since.
+                if let Some((c, token)) = running.get(id)
+                    && c == claim
+                {
+                    tracing::info!(id = %id, why = ?check, "stopping a run");
+                    token.cancel();
+                }
+            }
+        }
     }
 
     /// At shutdown, after claiming stopped: lets runs finish for up to `grace`, then cancels the
@@ -256,7 +297,13 @@ impl Worker {
         self.runs.close();
         if tokio::time::timeout(grace, self.runs.wait()).await.is_err() {
             self.handing_back.store(true, Ordering::SeqCst);
-            let tokens: Vec<_> = self.running.lock().unwrap().values().cloned().collect();
+            let tokens: Vec<_> = self
+                .running
+                .lock()
+                .unwrap()
+                .values()
+                .map(|(_, t)| t.clone())
+                .collect();
             tracing::info!(count = tokens.len(), "handing back unfinished runs");
             for t in tokens {
                 t.cancel();

@@ -13,7 +13,6 @@
 
 use sha2::{Digest as _, Sha256};
 use std::io::{BufReader, ErrorKind, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -139,26 +138,10 @@ fn read_git_at(
 ) -> Result<Advert, String> {
     let connect = Duration::from_millis(CONNECT_TIMEOUT_MS.load(Ordering::Relaxed));
     let io = Duration::from_millis(IO_TIMEOUT_MS.load(Ordering::Relaxed));
-    let addrs: Vec<_> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .collect();
-    let mut last = format!("cannot resolve {host}");
-    let mut stream = None;
-    for a in addrs {
-        if cancel.is_cancelled() {
-            return Err("cancelled".into());
-        }
-        match TcpStream::connect_timeout(&a, connect) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last = format!("failed to connect to {host}: {e}"),
-        }
-    }
-    let mut stream = stream.ok_or(last)?;
-    let _ = stream.set_nodelay(true);
+    // Resolved, checked by the address guard and connected in the run's scope, which cuts
+    // the socket at the run's cancellation or deadline.
+    let conn = super::net::connect(host, port, connect, io)?;
+    let mut stream = conn.stream();
     stream
         .set_read_timeout(Some(CANCEL_POLL))
         .and_then(|_| stream.set_write_timeout(Some(io)))
@@ -170,7 +153,7 @@ fn read_git_at(
         .map_err(|e| format!("{host}: cannot send the request: {e}"))?;
 
     let mut reader = Reader {
-        inner: BufReader::with_capacity(64 * 1024, &stream),
+        inner: BufReader::with_capacity(64 * 1024, stream),
         cancel,
         io,
         host,
@@ -186,8 +169,10 @@ fn read_git_at(
             break; // flush: the end of the advertisement
         }
         if let Some(msg) = line.strip_prefix(b"ERR ") {
+            // The upstream's words: shown in lists and terminals, so escapes are made visible.
             let msg = String::from_utf8_lossy(msg);
-            return Err(format!("remote error: {}", msg.trim_end()));
+            let msg = gitflock_core::task::printable_name(msg.trim_end());
+            return Err(format!("remote error: {msg}"));
         }
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         let (refpart, caps) = match text.iter().position(|&b| b == 0) {
@@ -215,7 +200,7 @@ fn read_git_at(
         d.add(name, &oid);
     }
     // Tell upload-pack we want nothing, so it ends now rather than on a closed socket.
-    let _ = (&stream).write_all(b"0000");
+    let _ = stream.write_all(b"0000");
     let _ = stream.shutdown(std::net::Shutdown::Write);
     Ok(digest.unwrap_or_else(|| Digest::new(None)).finish())
 }
@@ -253,10 +238,13 @@ impl<R: Read> Reader<'_, R> {
         while !buf.is_empty() {
             match self.inner.read(buf) {
                 Ok(0) => {
-                    return Err(format!(
-                        "{}: the upstream closed the connection early (no such repository?)",
-                        self.host
-                    ));
+                    // A socket the run's scope shut down (cancelled, overdue) reads as closed.
+                    return Err(super::net::cut().unwrap_or_else(|| {
+                        format!(
+                            "{}: the upstream closed the connection early (no such repository?)",
+                            self.host
+                        )
+                    }));
                 }
                 Ok(n) => {
                     buf = &mut buf[n..];
@@ -273,7 +261,9 @@ impl<R: Read> Reader<'_, R> {
                         return Err(format!("{}: timed out reading the refs", self.host));
                     }
                 }
-                Err(e) => return Err(format!("{}: {e}", self.host)),
+                Err(e) => {
+                    return Err(super::net::cut().unwrap_or_else(|| format!("{}: {e}", self.host)));
+                }
             }
         }
         Ok(())
@@ -298,6 +288,6 @@ pub(super) fn digest_listing(heads: &[git2::RemoteHead<'_>]) -> (Advert, Option<
 pub fn read_libgit2(url: &str, cancel: &CancellationToken) -> Result<Advert, String> {
     let mut remote = git2::Remote::create_detached(url).map_err(super::remote::clean)?;
     let conn = super::remote::connect(&mut remote, url, cancel)?;
-    let heads = conn.list().map_err(super::remote::clean)?;
+    let heads = conn.list().map_err(|e| super::remote::failed(e, cancel))?;
     Ok(digest_listing(heads).0)
 }

@@ -165,6 +165,9 @@ pub fn sync(
     cancel: &CancellationToken,
 ) -> Result<Report, String> {
     let started = Instant::now();
+    // Sockets end when `cancel` fires, even inside libgit2 (a caller may have entered a scope
+    // of its own, with the address guard).
+    let _scope = (!super::net::in_scope()).then(|| super::net::Scope::enter(cancel, false));
     let _busy = claim_dir(dir, cancel)?;
     let state_file = dir.join(STATE_FILE);
     // The unchanged check: the upstream's advertisement against the digest the last run left,
@@ -174,6 +177,7 @@ pub fn sync(
     {
         let ad = {
             let _slot = host_slot(host, host_connections, cancel)?;
+            let _listing = super::net::deadline(super::net::LISTING, "listing the refs");
             check(url, cancel)?
         };
         if ad.state == last.trim() {
@@ -190,11 +194,16 @@ pub fn sync(
 
     let mut remote = repo.remote_anonymous(url).map_err(clean)?;
     let slot = host_slot(host, host_connections, cancel)?;
+    let listing = super::net::deadline(super::net::LISTING, "listing the refs");
     let mut conn = super::remote::connect(&mut remote, url, cancel)?;
-    let heads = conn.list().map_err(clean)?;
+    let heads = conn
+        .list()
+        .map_err(|e| super::remote::failed(e, cancel))?;
     let (Advert { state, head, .. }, default_branch) = super::advert::digest_listing(heads);
     let default_branch = default_branch.filter(|_| !head.is_empty());
-    // The connect and the ref listing are done; a fetch (long, or nothing) holds no slot.
+    // The connect and the ref listing are done; a fetch (long, or nothing) holds no slot and
+    // is bounded by the run's own timeout.
+    drop(listing);
     drop(slot);
     let upstream: BTreeMap<String, git2::Oid> = heads
         .iter()
@@ -267,7 +276,16 @@ pub fn sync(
 }
 
 fn open_or_init(dir: &Path) -> Result<(Repository, bool), String> {
-    if dir.join("HEAD").exists() {
+    let head = dir.join("HEAD");
+    if head.exists() && !head.is_file() {
+        // Not a repository of ours (storage paths never nest, so no mirror lives in there):
+        // removing it could remove what someone else keeps.
+        return Err(format!(
+            "{} is not a mirror (its HEAD is not a file); leaving it alone",
+            dir.display()
+        ));
+    }
+    if head.is_file() {
         match Repository::open_bare(dir) {
             Ok(r) => return Ok((r, false)),
             Err(e) => {

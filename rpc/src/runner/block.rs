@@ -2,12 +2,13 @@
 //! (`{node}-{date}` by default, UTC), never forced, and records the block (node, branch, tip,
 //! height, pushed_at). Target: a node name — the task is placed on that node, since only it
 //! has its chain — or empty: then it asks for a block from every live node (one `block` task
-//! placed on each).
+//! placed on each). A block of a node the cluster does not know, or has declared dead, is
+//! refused ([`pinned_node`]): it could never run.
 
 use std::sync::Arc;
 
 use super::{Context, Plan, RunFuture, Runner};
-use crate::store::{BlockRecord, NewTask, Placement};
+use crate::store::{BlockRecord, NewTask, Placement, Store, StoreError};
 use gitflock_core::config::check_node_name;
 use gitflock_core::task;
 
@@ -77,6 +78,45 @@ impl Runner for Block {
                 .map_err(|e| e.to_string())?;
             Ok(message)
         })
+    }
+}
+
+/// Why a task cannot be placed on a node.
+#[derive(Debug)]
+pub enum PinRefused {
+    /// No node of that name ever joined the cluster (the message lists some that did).
+    Unknown(String),
+    /// The master declared it dead: it cannot run anything until it is back.
+    Dead(String),
+    Store(StoreError),
+}
+
+/// Whether a task placed on `placement` can ever run: a node placement must name a node of the
+/// cluster that is not declared dead. Any other placement is always fine.
+pub async fn pinned_node(store: &Store, placement: &Placement) -> Result<(), PinRefused> {
+    let Placement::Node(node) = placement else {
+        return Ok(());
+    };
+    let (nodes, _) = store.nodes().await.map_err(PinRefused::Store)?;
+    match nodes.iter().find(|n| &n.name == node) {
+        Some(n) if n.dead => Err(PinRefused::Dead(format!(
+            "node {node} is declared dead: nothing can run there until it is back"
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            let mut names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+            names.sort_unstable();
+            let shown = names
+                .iter()
+                .take(10)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = if names.len() > 10 { ", …" } else { "" };
+            Err(PinRefused::Unknown(format!(
+                "node {node:?} is not a node of this cluster (nodes: {shown}{more})"
+            )))
+        }
     }
 }
 

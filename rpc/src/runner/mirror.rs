@@ -3,12 +3,20 @@
 //! URL. A mirror task is recurring (`[mirror] interval_secs` unless given), its id is the
 //! repository's identity (adding a repository twice finds the first task) and it is placed
 //! by consistent hashing (`Placement::Ring`): it runs on the ring owner of its repository.
+//!
+//! The git work runs on the mirror threads ([`crate::mirror::threads`]) in a network scope
+//! ([`crate::mirror::net`]): its sockets end with the run, and with `[mirror]
+//! deny_private_networks` they reach public addresses only (a literal private address is
+//! refused when the task is created). What a run found is recorded only while the run is its
+//! task's current one (its claim), and the task is kept in the node's record of standing
+//! mirrors ([`super::standing`]).
 
 use std::sync::Arc;
 
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use super::standing::StandingTask;
 use super::{Context, Plan, RunFuture, Runner, ScheduledFuture};
 use crate::mirror::{MirrorUrl, mirrors_dir};
 use crate::store::{MirrorRun, Placement};
@@ -30,6 +38,11 @@ impl Runner for Mirror {
 
     fn plan(&self, target: &str) -> Result<Plan, String> {
         let m = self.parse(target)?;
+        if self.ctx.mirror.deny_private_networks
+            && let Some(why) = crate::mirror::net::refused_literal(&m.host)
+        {
+            return Err(why);
+        }
         Ok(Plan {
             id: m.task_id(),
             name: m.key(),
@@ -38,8 +51,9 @@ impl Runner for Mirror {
         })
     }
 
+    /// A run outside any claim (no worker's): it syncs, and records nothing.
     fn run(&self, target: String, cancel: CancellationToken) -> RunFuture {
-        let run = self.run_scheduled(target, Duration::ZERO, cancel);
+        let run = self.run_scheduled(target, Duration::ZERO, 0, cancel);
         Box::pin(async move { run.await.0 })
     }
 
@@ -47,6 +61,7 @@ impl Runner for Mirror {
         &self,
         target: String,
         interval: Duration,
+        claim: u64,
         cancel: CancellationToken,
     ) -> ScheduledFuture {
         let ctx = self.ctx.clone();
@@ -56,24 +71,35 @@ impl Runner for Mirror {
                 Ok(m) => m,
                 Err(e) => return (Err(e), None),
             };
+            let id = m.task_id();
+            if !interval.is_zero() {
+                ctx.standing.ran(StandingTask {
+                    id: id.clone(),
+                    target: target.clone(),
+                    interval,
+                });
+            }
             let rel = m.rel_path();
             let dir = mirrors_dir(&ctx.data_dir).join(&rel);
             let url = m.fetch_url.clone();
             let host = m.host.clone();
             let per_host = ctx.mirror.host_connections;
+            let deny_private = ctx.mirror.deny_private_networks;
             let c = cancel.clone();
             let clock = std::time::Instant::now();
-            let run = match tokio::task::spawn_blocking(move || {
-                crate::mirror::fetch::sync(&dir, &url, &host, per_host, &c)
-            })
-            .await
+            let run = match ctx
+                .git_threads
+                .run(move || {
+                    let _scope = crate::mirror::net::Scope::enter(&c, deny_private);
+                    crate::mirror::fetch::sync(&dir, &url, &host, per_host, &c)
+                })
+                .await
             {
                 Ok(r) => r,
-                Err(e) => return (Err(format!("mirror run panicked: {e}")), None),
+                Err(e) => return (Err(format!("mirror run failed: {e}")), None),
             };
             let metrics = &*crate::metrics::METRICS;
             let now = gitflock_core::clock::now_ms();
-            let id = m.task_id();
             match run {
                 Ok(report) => {
                     let label = if report.changed() {
@@ -85,6 +111,11 @@ impl Runner for Mirror {
                         .mirror_sync_seconds
                         .with_label_values(&[label])
                         .observe(clock.elapsed().as_secs_f64());
+                    // A clone of a mirror kept elsewhere before (it moved here when its node
+                    // died) is no change of the upstream: "last change" stays unless the
+                    // upstream's head differs from the one recorded.
+                    let changed = report.changed()
+                        && !(report.cloned && moved_here_unchanged(&ctx, &id, &report.head).await);
                     let run = MirrorRun::Synced {
                         node: ctx.node.clone(),
                         path: rel.to_string_lossy().into_owned(),
@@ -98,17 +129,20 @@ impl Runner for Mirror {
                                 rel.to_string_lossy()
                             )
                         }),
-                        changed: report.changed(),
+                        changed,
                         // What "recently active" means for polling: a first clone is not.
                         moved: report.changed() && !report.cloned,
                     };
-                    match ctx.store.mirror_report(&id, &run).await {
+                    match ctx.store.mirror_report(&id, &ctx.node, claim, &run).await {
                         Ok(Some(r)) => {
                             let since = if r.moved > 0 { now - r.moved } else { -1 };
                             let next = next_cycle(interval, true, 0, since);
                             (Ok(report.summary()), next)
                         }
-                        Ok(None) => (Ok(report.summary()), None),
+                        Ok(None) => {
+                            stale(&ctx, &id, claim);
+                            (Ok(report.summary()), None)
+                        }
                         Err(e) => (Err(e.to_string()), None),
                     }
                 }
@@ -120,20 +154,45 @@ impl Runner for Mirror {
                         .mirror_sync_seconds
                         .with_label_values(&["error"])
                         .observe(clock.elapsed().as_secs_f64());
-                    metrics.mirror_failures.inc();
                     let e = gitflock_core::redact::redact(&e);
                     let run = MirrorRun::Failed {
                         error: e.clone(),
                         at: now,
                     };
-                    let next = match ctx.store.mirror_report(&id, &run).await {
+                    let next = match ctx.store.mirror_report(&id, &ctx.node, claim, &run).await {
                         Ok(Some(r)) => next_cycle(interval, false, r.failures, 0),
-                        _ => None,
+                        Ok(None) => {
+                            stale(&ctx, &id, claim);
+                            None
+                        }
+                        Err(_) => None,
                     };
                     (Err(e), next)
                 }
             }
         })
+    }
+}
+
+/// A run whose findings were not recorded: its task is gone, or a newer run of it (here or
+/// on another node) owns the status now.
+fn stale(ctx: &Context, id: &str, claim: u64) {
+    ctx.standing.forget(id);
+    tracing::info!(
+        id,
+        claim,
+        "not recording a stale mirror run: the task is gone or a newer run owns it"
+    );
+}
+
+/// True if the mirror `id` was synced before (on another node) with the upstream's head at
+/// `head`: a clone here then only moved the copy.
+async fn moved_here_unchanged(ctx: &Context, id: &str, head: &str) -> bool {
+    match ctx.store.mirror_statuses(&[id.to_string()]).await {
+        Ok(s) => s
+            .first()
+            .is_some_and(|prev| prev.last_change > 0 && prev.head == head),
+        Err(_) => false,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod block;
 mod echo;
 mod mirror;
 mod sleep;
+pub mod standing;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -64,12 +65,14 @@ pub trait Runner: Send + Sync + 'static {
     fn plan(&self, target: &str) -> Result<Plan, String>;
     /// Runs one attempt. Must end soon after `cancel` fires.
     fn run(&self, target: String, cancel: CancellationToken) -> RunFuture;
-    /// Runs one attempt and says when the next cycle of a recurring task should come; what
-    /// workers call. By default the task's interval.
+    /// Runs one attempt (the run `claim`: a runner that records beside its task presents it,
+    /// so a stale run cannot overwrite a newer one) and says when the next cycle of a recurring
+    /// task should come; what workers call. By default the task's interval.
     fn run_scheduled(
         &self,
         target: String,
         _interval: Duration,
+        _claim: u64,
         cancel: CancellationToken,
     ) -> ScheduledFuture {
         let run = self.run(target, cancel);
@@ -87,6 +90,10 @@ pub struct Context {
     pub branch_pattern: String,
     pub data_dir: std::path::PathBuf,
     pub mirror: gitflock_core::config::MirrorConfig,
+    /// The recurring mirror tasks this node ran lately (made again if Redis loses its data).
+    pub standing: standing::Standing,
+    /// Where mirror runs do their blocking git work (not tokio's blocking pool).
+    pub git_threads: crate::mirror::threads::GitThreads,
 }
 
 /// The known task types.
@@ -137,6 +144,8 @@ mod tests {
             branch_pattern: config.chain.branch.clone(),
             data_dir: std::env::temp_dir(),
             mirror: config.mirror.clone(),
+            standing: Default::default(),
+            git_threads: crate::mirror::threads::GitThreads::new(1),
         };
         let registry = Registry::new(Arc::new(ctx));
         let mut known = gitflock_core::task::KNOWN_TYPES.to_vec();

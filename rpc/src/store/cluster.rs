@@ -44,6 +44,8 @@ pub struct Beat<'a> {
     pub epoch: u64,
     /// Shutting down: the master gives it no more work.
     pub leaving: bool,
+    /// Where it serves `/metrics` (`host:port`; empty: not served), shown by ListNodes.
+    pub metrics: &'a str,
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +60,8 @@ pub struct NodeRecord {
     pub leaving: bool,
     /// Declared dead by the master (until it admits the node again).
     pub dead: bool,
+    /// Where it serves `/metrics` (empty: not served, or a node from before it was recorded).
+    pub metrics: String,
 }
 
 /// The lease's value, `"<node> <epoch>"` (what LEASE_ACQUIRE writes).
@@ -83,7 +87,7 @@ impl Store {
         ring: &[(u32, String)],
     ) -> Result<DispatchReport> {
         let k = &self.keys;
-        let mut c = self.conn.clone();
+        let mut c = self.acked();
         let mut inv = self.scripts.dispatch.prepare_invoke();
         inv.key(k.lease())
             .key(k.nodes())
@@ -96,10 +100,13 @@ impl Store {
             .key(k.events())
             .key(k.node_channel_family())
             .key(k.dispatched())
+            .key(k.results_family())
+            .key(k.ended_family())
             .arg(holder)
             .arg(max)
             .arg(dead_after.as_millis() as u64)
             .arg(epoch)
+            .arg(gitflock_core::task::RESULTS_KEPT)
             .arg(nodes.len());
         for n in nodes {
             inv.arg(n);
@@ -126,7 +133,8 @@ impl Store {
     }
 
     /// Takes the lease if it is free. `known_epoch` is the highest epoch this node has seen
-    /// (how Redis data loss is noticed).
+    /// (how Redis data loss, or a lagging replica promoted, is noticed; the script also reads
+    /// the epochs the nodes report).
     pub async fn lease_acquire(
         &self,
         node: &str,
@@ -134,13 +142,15 @@ impl Store {
         known_epoch: u64,
     ) -> Result<LeaseAcquire> {
         let k = &self.keys;
-        let mut c = self.conn.clone();
+        let mut c = self.acked();
         let v: Value = self
             .scripts
             .lease_acquire
             .key(k.lease())
             .key(k.holdoff())
             .key(k.epoch())
+            .key(k.nodes())
+            .key(k.node_info_family())
             .arg(node)
             .arg(ttl.as_millis() as u64)
             .arg(known_epoch)
@@ -167,7 +177,7 @@ impl Store {
     }
 
     pub async fn lease_renew(&self, holder: &str, ttl: Duration) -> Result<bool> {
-        let mut c = self.conn.clone();
+        let mut c = self.acked();
         let v: Value = self
             .scripts
             .lease_renew
@@ -180,7 +190,7 @@ impl Store {
     }
 
     pub async fn lease_release(&self, holder: &str, announcement: &str) -> Result<bool> {
-        let mut c = self.conn.clone();
+        let mut c = self.acked();
         let v: Value = self
             .scripts
             .lease_release
@@ -211,7 +221,7 @@ impl Store {
     /// Returns (requeued, ended).
     pub async fn reassign(&self, holder: &str, node: &str) -> Result<(u64, u64)> {
         let k = &self.keys;
-        let mut c = self.conn.clone();
+        let mut c = self.acked();
         let mut inv = self.scripts.reassign.prepare_invoke();
         inv.key(k.lease())
             .key(k.node_info(node))
@@ -222,6 +232,7 @@ impl Store {
             .key(k.due())
             .key(k.state_family())
             .key(k.events())
+            .key(k.ended_family())
             .arg(holder)
             .arg(node)
             .arg(task::RESULTS_KEPT);
@@ -232,7 +243,7 @@ impl Store {
 
     /// Fenced: a node declared dead may take work again.
     pub async fn admit(&self, holder: &str, node: &str) -> Result<()> {
-        let mut c = self.conn.clone();
+        let mut c = self.acked();
         let mut inv = self.scripts.admit.prepare_invoke();
         inv.key(self.keys.lease())
             .key(self.keys.node_info(node))
@@ -265,6 +276,7 @@ impl Store {
             .arg(b.epoch)
             .arg(if b.leaving { 1 } else { 0 })
             .arg(signed)
+            .arg(b.metrics)
             .invoke_async(&mut c)
             .await?;
         reply::int("HEARTBEAT", v)
@@ -301,6 +313,7 @@ impl Store {
                     epoch: f.number("epoch")?,
                     leaving: f.flag("leaving"),
                     dead: f.flag("dead"),
+                    metrics: f.text("metrics"),
                     name,
                 })
             })

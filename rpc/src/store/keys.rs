@@ -4,17 +4,19 @@
 //!
 //! | key | type | what it holds |
 //! |---|---|---|
-//! | `P:task:<id>` | hash | id name type target state node attempts max_attempts interval timeout created updated due seq runs kill pin claim epoch again |
+//! | `P:task:<id>` | hash | id name type target state node attempts max_attempts interval timeout created updated due seq runs kill pin claim epoch again again_at hooked |
 //! | `P:results:<id>` | list | JSON results, newest first, capped at `RESULTS_KEPT` |
 //! | `P:all` | zset | every task id, scored by `seq` (creation order, unique) |
 //! | `P:state:<STATE>` | zset | ids in that state, scored by `seq` |
 //! | `P:type:<type>` | zset | ids of that type, scored by `seq` |
 //! | `P:types` | set | every type ever created |
 //! | `P:due` | zset | WAITING ids, scored by due time (ms) |
+//! | `P:ended:<STATE>` | zset | ids that reached final state STATE, scored by when (ms): what retention removes |
 //! | `P:inbox:<node>` | list | dispatched ids (the master LPUSHes, the node LMOVEs from the right) |
 //! | `P:inflight:<node>` | list | ids the node claimed and has not finished |
 //! | `P:seq` | counter | creation order |
-//! | `P:claims` | counter | claim numbers (FINISH must present its run's) |
+//! | `P:claims` | counter | claim numbers (FINISH must present its run's); each incarnation's start at its creation time (ms) × 1000 |
+//! | `P:incarnation` | hash | id since lost noticed_by previous: this life of the data (a new id after Redis lost it) |
 //! | `P:req:<request id>` | string | → task id, for idempotent CreateTask retries (1 day) |
 //! | `P:lease` | string | `"<node> <epoch>"` with PX: the master lease |
 //! | `P:epoch` | counter | the newest epoch handed out |
@@ -22,7 +24,7 @@
 //! | `P:dispatched` | hash | epoch → tasks dispatched under it |
 //! | `P:nodes` | zset | node → last heartbeat (ms) |
 //! | `P:nodeinfo:<node>` | hash | addr concurrency running version epoch last leaving dead |
-//! | `P:events` | stream | task changes (`id`, `kind` c\|d), capped ~10k |
+//! | `P:events` | stream | task changes (`id`, `kind` c\|d), capped ~10k entries and (by retention) 5 minutes |
 //! | `P:mirror:<id>` | hash | what a mirror task's runs found ([`super::MirrorStatus`]) |
 //! | `P:listed` | set | mirror task ids the upstream list made |
 //! | `P:list` | hash | the upstream list's last sync ([`super::ListStatus`]) |
@@ -106,11 +108,23 @@ impl Keys {
     pub fn due(&self) -> String {
         self.fixed("due")
     }
+    /// Tasks that reached a final state, by when: retention reads it.
+    pub fn ended(&self, s: TaskState) -> String {
+        self.member("ended", s.as_str_name())
+    }
+    /// `P:ended:` — a final state's index is this and the state's name.
+    pub fn ended_family(&self) -> String {
+        self.family("ended")
+    }
     pub fn seq(&self) -> String {
         self.fixed("seq")
     }
     pub fn claims(&self) -> String {
         self.fixed("claims")
+    }
+    /// Which life of the data this is: made anew whenever Redis lost its data.
+    pub fn incarnation(&self) -> String {
+        self.fixed("incarnation")
     }
     /// A CreateTask request id's task.
     pub fn request(&self, request_id: &str) -> String {
@@ -178,6 +192,9 @@ impl Keys {
     pub fn mirror(&self, id: &str) -> String {
         self.member("mirror", id)
     }
+    pub fn mirror_family(&self) -> String {
+        self.family("mirror")
+    }
     /// Mirror task ids the upstream list made.
     pub fn listed(&self) -> String {
         self.fixed("listed")
@@ -215,6 +232,11 @@ mod tests {
         );
         assert_eq!(k.by_type("echo"), format!("{}echo", k.type_family()));
         assert_eq!(k.inbox("n"), format!("{}n", k.inbox_family()));
+        assert_eq!(
+            k.ended(TaskState::Succeed),
+            format!("{}SUCCEED", k.ended_family())
+        );
+        assert_eq!(k.mirror("i"), format!("{}i", k.mirror_family()));
         assert_eq!(k.inflight("n"), format!("{}n", k.inflight_family()));
         assert_eq!(k.node_info("n"), format!("{}n", k.node_info_family()));
         assert_eq!(k.node_channel("n"), format!("{}n", k.node_channel_family()));

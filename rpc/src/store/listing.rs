@@ -3,9 +3,9 @@
 
 use gitflock_proto::v1::{Task, TaskState};
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use std::collections::BTreeMap;
 
+use super::conn::Conn;
 use super::{Result, Store, StoreError};
 use gitflock_core::task::{self, STATES};
 
@@ -27,7 +27,9 @@ pub struct TaskPage {
 }
 
 /// How many index entries one ListTasks call may look at when a text filter drops most of
-/// them; past that it returns what it has and a page token to go on.
+/// them; past that it returns what it has and a page token to go on. Tasks are looked at
+/// without their results (up to `RESULTS_KEPT` messages of up to 4 KiB each): those are read
+/// for the page's tasks only.
 const SCAN_BUDGET: usize = 20_000;
 
 impl Store {
@@ -111,7 +113,7 @@ impl Store {
                 break;
             }
             let ids: Vec<String> = merged.iter().map(|x| x.0.clone()).collect();
-            let tasks = self.get_tasks(&ids, q.with_results).await?;
+            let tasks = self.get_tasks(&ids, false).await?;
             for ((_, score), t) in merged.iter().zip(tasks) {
                 scanned += 1;
                 cursor = Some(*score);
@@ -139,15 +141,20 @@ impl Store {
                 break;
             }
         }
+        if q.with_results && !page.tasks.is_empty() {
+            let ids: Vec<String> = page.tasks.iter().map(|t| t.id.clone()).collect();
+            // A task deleted meanwhile drops out of the page.
+            page.tasks = self
+                .get_tasks(&ids, true)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
+        }
         Ok(page)
     }
 
-    async fn count_matching(
-        &self,
-        c: &mut ConnectionManager,
-        q: &TaskQuery,
-        indexes: &[String],
-    ) -> Result<u64> {
+    async fn count_matching(&self, c: &mut Conn, q: &TaskQuery, indexes: &[String]) -> Result<u64> {
         if !q.states.is_empty() && !q.kind.is_empty() {
             let mut pipe = redis::pipe();
             for idx in indexes {

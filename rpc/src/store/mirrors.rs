@@ -168,13 +168,23 @@ mod list_field {
 }
 
 impl Store {
-    /// Records a mirror run's findings; None when the task is gone (nothing is recorded).
-    pub async fn mirror_report(&self, id: &str, run: &MirrorRun) -> Result<Option<MirrorReported>> {
+    /// Records the findings of the run `claim` of mirror `id` on `node`; None when that run is
+    /// not the task's current one (the task is gone, or was given to another node or claimed
+    /// again since): nothing is recorded.
+    pub async fn mirror_report(
+        &self,
+        id: &str,
+        node: &str,
+        claim: u64,
+        run: &MirrorRun,
+    ) -> Result<Option<MirrorReported>> {
         let (ok, fields) = run.fields();
         let mut c = self.conn.clone();
         let mut inv = self.scripts.mirror_report.prepare_invoke();
         inv.key(self.keys.task(id))
             .key(self.keys.mirror(id))
+            .arg(node)
+            .arg(claim)
             .arg(ok);
         for (k, v) in &fields {
             inv.arg(*k).arg(v);

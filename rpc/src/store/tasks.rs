@@ -112,6 +112,17 @@ pub struct Finished {
     pub next_cycle: Option<Duration>,
 }
 
+/// How a node's run stands in Redis (see [`Store::run_checks`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunCheck {
+    /// Still this run's, and nobody asked to kill it.
+    Running,
+    /// A kill was asked (the task's kill flag).
+    Kill,
+    /// The task was deleted, or is no longer RUNNING on this node under this claim.
+    Gone,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KillOutcome {
     Killed,
@@ -127,6 +138,8 @@ pub enum SyncNow {
     Queued,
     /// Running: it runs again as soon as this run ends.
     Again,
+    /// A webhook's sync of a mirror that is failing: its back-off stands.
+    BackingOff,
     /// It ended (killed, failed) and is left alone.
     Ended,
     Missing,
@@ -137,7 +150,7 @@ impl Store {
     /// exists), and `id` is then the first task's.
     pub async fn create(&self, t: &NewTask) -> Result<Created> {
         let k = &self.keys;
-        let mut c = self.conn.clone();
+        let mut c = self.acked();
         let v: Value = self
             .scripts
             .create
@@ -219,7 +232,7 @@ impl Store {
 
     pub async fn kill(&self, id: &str) -> Result<KillOutcome> {
         let k = &self.keys;
-        let mut c = self.conn.clone();
+        let mut c = self.acked();
         let v: Value = self
             .scripts
             .kill
@@ -229,6 +242,7 @@ impl Store {
             .key(k.state_family())
             .key(k.events())
             .key(k.node_channel_family())
+            .key(k.ended_family())
             .arg(id)
             .invoke_async(&mut c)
             .await?;
@@ -244,7 +258,7 @@ impl Store {
     /// Deletes a task; false if there was none.
     pub async fn delete(&self, id: &str) -> Result<bool> {
         let k = &self.keys;
-        let mut c = self.conn.clone();
+        let mut c = self.acked();
         let v: Value = self
             .scripts
             .delete
@@ -259,6 +273,7 @@ impl Store {
             .key(k.node_channel_family())
             .key(k.listed())
             .key(k.events())
+            .key(k.ended_family())
             .arg(id)
             .invoke_async(&mut c)
             .await?;
@@ -269,8 +284,10 @@ impl Store {
         }
     }
 
-    /// Asks tasks to run now (see SYNC_NOW); one answer per id, in order.
-    pub async fn sync_now(&self, ids: &[String]) -> Result<Vec<SyncNow>> {
+    /// Asks tasks to run now (see SYNC_NOW); one answer per id, in order. With a `window` (a
+    /// webhook's request), at most one sync per task per window, and none that would cut a
+    /// failing mirror's back-off.
+    pub async fn sync_now(&self, ids: &[String], window: Option<Duration>) -> Result<Vec<SyncNow>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -280,7 +297,9 @@ impl Store {
         inv.key(k.task_family())
             .key(k.due())
             .key(k.lease())
-            .key(k.node_channel_family());
+            .key(k.node_channel_family())
+            .key(k.mirror_family())
+            .arg(window.map_or(0, |w| w.as_millis().max(1) as u64));
         for id in ids {
             inv.arg(id);
         }
@@ -294,6 +313,7 @@ impl Store {
             .map(|v| match reply::text("SYNC_NOW", v)?.as_str() {
                 "queued" => Ok(SyncNow::Queued),
                 "again" => Ok(SyncNow::Again),
+                "backoff" => Ok(SyncNow::BackingOff),
                 "ended" => Ok(SyncNow::Ended),
                 "missing" => Ok(SyncNow::Missing),
                 _ => Err(malformed("SYNC_NOW: unknown answer")),
@@ -305,7 +325,7 @@ impl Store {
 
     pub async fn claim(&self, node: &str, n: usize) -> Result<Vec<Claimed>> {
         let k = &self.keys;
-        let mut c = self.conn.clone();
+        let mut c = self.acked();
         let v: Value = self
             .scripts
             .claim
@@ -315,11 +335,21 @@ impl Store {
             .key(k.claims())
             .key(k.state_family())
             .key(k.events())
+            .key(k.incarnation())
             .arg(node)
             .arg(n)
+            .arg(super::incarnation::new_id())
+            .arg(self.claims_seen())
             .invoke_async(&mut c)
             .await?;
-        reply::array("CLAIM", v)?.into_iter().map(claimed).collect()
+        let claimed: Vec<Claimed> = reply::array("CLAIM", v)?
+            .into_iter()
+            .map(claimed)
+            .collect::<Result<_>>()?;
+        for t in &claimed {
+            self.saw_claim(t.claim);
+        }
+        Ok(claimed)
     }
 
     /// Records finished runs; returns how many were still this node's to record.
@@ -328,7 +358,7 @@ impl Store {
             return Ok(0);
         }
         let k = &self.keys;
-        let mut c = self.conn.clone();
+        let mut c = self.acked();
         let mut inv = self.scripts.finish.prepare_invoke();
         inv.key(k.inflight(node))
             .key(k.task_family())
@@ -338,6 +368,7 @@ impl Store {
             .key(k.events())
             .key(k.lease())
             .key(k.node_channel_family())
+            .key(k.ended_family())
             .arg(node)
             .arg(task::RESULTS_KEPT);
         for r in runs {
@@ -359,7 +390,7 @@ impl Store {
     /// at start. Returns (requeued, ended).
     pub async fn recover(&self, node: &str, ids: &[String]) -> Result<(u64, u64)> {
         let k = &self.keys;
-        let mut c = self.conn.clone();
+        let mut c = self.acked();
         let mut inv = self.scripts.recover.prepare_invoke();
         inv.key(k.inflight(node))
             .key(k.inbox(node))
@@ -367,6 +398,7 @@ impl Store {
             .key(k.results_family())
             .key(k.state_family())
             .key(k.events())
+            .key(k.ended_family())
             .arg(node)
             .arg(task::RESULTS_KEPT);
         for id in ids {
@@ -383,10 +415,46 @@ impl Store {
         Ok(c.lrange(self.keys.inflight(node), 0, -1).await?)
     }
 
+    /// How this node's runs stand in Redis (`runs`: id and claim number), in one round trip:
+    /// the kill flag is the only authority to kill a run (a `kill <id>` wake-up only asks the
+    /// node to look), and a run whose task is gone or no longer this run's is stopped too.
+    pub async fn run_checks(&self, node: &str, runs: &[(String, u64)]) -> Result<Vec<RunCheck>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (id, _) in runs {
+            pipe.cmd("HMGET")
+                .arg(self.keys.task(id))
+                .arg(&["state", "node", "claim", "kill"]);
+        }
+        let mut c = self.conn.clone();
+        let replies: Vec<Vec<Option<String>>> = pipe.query_async(&mut c).await?;
+        if replies.len() != runs.len() {
+            return Err(malformed("run checks: one reply per task expected"));
+        }
+        Ok(runs
+            .iter()
+            .zip(replies)
+            .map(|((_, claim), f)| {
+                let field = |i: usize| f.get(i).cloned().flatten().unwrap_or_default();
+                let ours =
+                    field(0) == "RUNNING" && field(1) == node && field(2) == claim.to_string();
+                if !ours {
+                    RunCheck::Gone
+                } else if field(3) == "1" {
+                    RunCheck::Kill
+                } else {
+                    RunCheck::Running
+                }
+            })
+            .collect())
+    }
+
     /// Marks the node leaving and gives its unclaimed inbox back; returns how many.
     pub async fn handback(&self, node: &str) -> Result<u64> {
         let k = &self.keys;
-        let mut c = self.conn.clone();
+        let mut c = self.acked();
         let v: Value = self
             .scripts
             .handback

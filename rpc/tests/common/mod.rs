@@ -50,34 +50,51 @@ impl DerefMut for Cluster {
 
 impl Cluster {
     pub async fn start(n: usize) -> Cluster {
-        Self::launch(n, &[], false).await
+        Self::launch(n, &[], false, None).await
     }
 
     /// `env` applies to every node (and to those added later, before their own).
     pub async fn start_with(n: usize, env: &[(&str, &str)]) -> Cluster {
-        Self::launch(n, env, false).await
+        Self::launch(n, env, false, None).await
     }
 
     /// On a Redis with an fsync'd append-only file: a kill -9 of Redis keeps every
     /// acknowledged write.
     pub async fn start_with_aof(n: usize) -> Cluster {
-        Self::launch(n, &[], true).await
+        Self::launch(n, &[], true, None).await
+    }
+
+    /// On a Redis that fails over (a primary, replicas and three sentinels; see
+    /// `gitflock_harness::SentinelRedis`), found by the nodes through the sentinels.
+    pub async fn start_with_sentinels(
+        n: usize,
+        env: &[(&str, &str)],
+        options: gitflock_harness::SentinelOptions,
+    ) -> Cluster {
+        Self::launch(n, env, false, Some(options)).await
     }
 
     /// Nodes started one after another, so node1 is the first master; their log level is
     /// `GITFLOCK_TEST_LOG` (default info).
-    async fn launch(n: usize, env: &[(&str, &str)], aof: bool) -> Cluster {
+    async fn launch(
+        n: usize,
+        env: &[(&str, &str)],
+        aof: bool,
+        sentinel: Option<gitflock_harness::SentinelOptions>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let level = std::env::var("GITFLOCK_TEST_LOG").unwrap_or_else(|_| "info".into());
         let node = gitflock_harness::binary("gitflock-node");
-        let started = gitflock_harness::Cluster::builder(&node, dir.path(), TOKEN)
+        let mut builder = gitflock_harness::Cluster::builder(&node, dir.path(), TOKEN)
             .nodes(n)
             .aof(aof)
             .staggered(true)
             .env("RUST_LOG", level)
-            .envs(env)
-            .start()
-            .await;
+            .envs(env);
+        if let Some(options) = sentinel {
+            builder = builder.sentinel(options);
+        }
+        let started = builder.start().await;
         match started {
             Ok(inner) => Cluster { inner, _dir: dir },
             Err(e) => {

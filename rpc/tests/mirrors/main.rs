@@ -7,7 +7,12 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/fake_http.rs"]
+mod fake_http;
+mod faults;
+mod hostile;
 mod list;
+mod moved;
 mod placement;
 mod safety;
 mod sync;

@@ -5,6 +5,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod failover;
+mod faults;
+mod history;
+mod hostile;
 mod lifecycle;
 mod metrics;
 mod requests;
+mod retention;
+mod sentinel;
+mod tls;

@@ -1,8 +1,11 @@
 //! The log chain: write an entry (checked with the node's rules, `gitflock_core::log_entry`),
-//! make a block, read entries, list blocks.
+//! make a block, read entries, list blocks. Each node keeps its own chain: reads and writes
+//! go to the node that answers, or (`*_on`) to one node by name, found among the dashboard's
+//! endpoints by its advertised address.
 
 use super::{ActionError, call};
 use crate::state::AppState;
+use gitflock_client::Client;
 use gitflock_core::config::check_node_name;
 use gitflock_core::log_entry::{check_content, check_level, parse_time};
 use gitflock_core::task::shorten;
@@ -11,6 +14,8 @@ use gitflock_proto::v1::{
     WriteLogResponse,
 };
 use serde::Deserialize;
+use std::time::Duration;
+use tonic::{Code, Status};
 
 /// An entry to write, as the chain page's form, the seed's `/write` form and the API's JSON
 /// body send it.
@@ -91,6 +96,91 @@ pub async fn blocks(st: &AppState, node: &str, limit: u32) -> Result<Vec<Block>,
     })
     .await
     .map(|b| b.blocks)
+}
+
+/// How long a call to one named node may take.
+const ON_NODE: Duration = Duration::from_secs(10);
+
+/// `host:port` of an address or URL (what a node advertises and a pool endpoint share).
+fn authority(addr: &str) -> &str {
+    addr.split_once("://")
+        .map_or(addr, |(_, rest)| rest)
+        .trim_end_matches('/')
+}
+
+/// The clients of node `name`, if it is one of the dashboard's endpoints.
+async fn node_client(st: &AppState, name: &str) -> Result<Client, ActionError> {
+    check_node(name)?;
+    let nodes = super::cluster::nodes(st).await?;
+    let Some(n) = nodes.iter().find(|n| n.name == name) else {
+        return Err(ActionError::Invalid(format!(
+            "there is no node {:?}",
+            shorten(name, 64)
+        )));
+    };
+    let want = authority(&n.addr);
+    (0..st.pool.len())
+        .find(|&i| authority(st.pool.url(i)) == want)
+        .map(|i| st.pool.watch_clients(i))
+        .ok_or_else(|| ActionError::Node {
+            code: Code::FailedPrecondition,
+            message: format!(
+                "the dashboard does not talk to {name} ({}): add that address to [web] nodes",
+                st.scrub(&n.addr)
+            ),
+        })
+}
+
+/// One call to node `name`, bounded by [`ON_NODE`].
+async fn on_node<T, Fut>(st: &AppState, name: &str, call: Fut) -> Result<T, ActionError>
+where
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    match tokio::time::timeout(ON_NODE, call).await {
+        Ok(r) => r.map_err(|s| ActionError::from_status(st, &s)),
+        Err(_) => Err(ActionError::Node {
+            code: Code::DeadlineExceeded,
+            message: format!("{name} did not answer within {}s", ON_NODE.as_secs()),
+        }),
+    }
+}
+
+/// The newest `n` entries (oldest first) of node `name`'s chain, and its height.
+pub async fn recent_on(
+    st: &AppState,
+    name: &str,
+    n: u64,
+) -> Result<(u64, Vec<StoredEntry>), ActionError> {
+    let mut c = node_client(st, name).await?;
+    let read = async move {
+        let r = ReadLogsRequest {
+            tail: n.max(1),
+            ..Default::default()
+        };
+        let mut stream = c.chain.read_logs(r).await?.into_inner();
+        let mut out = Vec::new();
+        while let Some(e) = stream.message().await? {
+            out.push(e);
+        }
+        Ok(out)
+    };
+    let entries = on_node(st, name, read).await?;
+    let height = entries.last().map_or(0, |e| e.height);
+    Ok((height, entries))
+}
+
+/// Writes one entry to node `name`'s chain.
+pub async fn write_on(
+    st: &AppState,
+    name: &str,
+    e: &NewEntry,
+) -> Result<WriteLogResponse, ActionError> {
+    let entry = log_entry(e)?;
+    let mut c = node_client(st, name).await?;
+    on_node(st, name, async move {
+        c.chain.write_log(entry).await.map(|r| r.into_inner())
+    })
+    .await
 }
 
 /// One `ReadLogs` call (never following), its stream collected.

@@ -83,8 +83,39 @@ pub enum CreateError {
     Failed(ActionError),
 }
 
-/// Checks the form with the node's rules, then creates the task (idempotent: a form without
-/// a `request_id` gets a new one).
+/// What is wrong with `target` for a task of type `kind`, checked as that type's runner
+/// checks it (a node may still refuse what only it knows, e.g. `file://` when not allowed).
+fn check_target(kind: &str, target: &str) -> Result<(), String> {
+    match kind {
+        "sleep" => gitflock_core::duration::parse(target)
+            .map(|_| ())
+            .map_err(|_| "sleep takes a duration: 500ms, 30s, 5m (at most 1h)".into()),
+        "block" if !target.is_empty() => gitflock_core::config::check_node_name(target)
+            .map_err(|e| format!("block takes a node name (or nothing, for every node): {e}")),
+        "mirror" => gitflock_core::mirror_url::MirrorUrl::parse(target, true).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+/// The interval field: a duration (`30s`, `5m`, `2h`) or bare seconds; empty or 0: once.
+fn parse_interval(text: &str) -> Result<u64, String> {
+    const WHAT: &str =
+        "a duration such as 30s, 5m or 2h, or a number of seconds (0 or empty: run once)";
+    if text.is_empty() {
+        return Ok(0);
+    }
+    let d = gitflock_core::duration::parse(text).map_err(|_| WHAT.to_string())?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!("whole seconds only: {WHAT}"));
+    }
+    if d.as_secs() > MAX_INTERVAL_SECS {
+        return Err(format!("at most {MAX_INTERVAL_SECS} seconds (a year)"));
+    }
+    Ok(d.as_secs())
+}
+
+/// Checks the form with the node's rules — every field, so the form shows every error at
+/// once — then creates the task (idempotent: a form without a `request_id` gets a new one).
 pub async fn create(st: &AppState, f: &TaskForm) -> Result<Task, CreateError> {
     let mut errs = FieldErrors::default();
     let kind = f.kind.trim();
@@ -92,27 +123,25 @@ pub async fn create(st: &AppState, f: &TaskForm) -> Result<Task, CreateError> {
         errs.kind = format!("choose a type: {}", KNOWN_TYPES.join(", "));
     } else if let Err(e) = check_type_name(kind) {
         errs.kind = e;
+    } else if !KNOWN_TYPES.contains(&kind) {
+        errs.kind = format!(
+            "unknown task type {:?}; known types: {}",
+            shorten(kind, 40),
+            KNOWN_TYPES.join(", ")
+        );
     }
     if let Err(e) = check_text("name", &f.name, MAX_NAME_BYTES, true) {
         errs.name = e;
     }
-    if let Err(e) = check_text("target", &f.target, MAX_TARGET_BYTES, true) {
+    if let Err(e) = check_text("target", &f.target, MAX_TARGET_BYTES, true)
+        .and_then(|()| check_target(kind, f.target.trim()))
+    {
         errs.target = e;
     }
-    let interval = match f.interval_secs.trim() {
-        "" => 0,
-        t => match t.parse::<u64>() {
-            Ok(n) if n <= MAX_INTERVAL_SECS => n,
-            Ok(_) => {
-                errs.interval = format!("at most {MAX_INTERVAL_SECS} seconds (a year)");
-                0
-            }
-            Err(_) => {
-                errs.interval = "a whole number of seconds (0: run once)".into();
-                0
-            }
-        },
-    };
+    let interval = parse_interval(f.interval_secs.trim()).unwrap_or_else(|e| {
+        errs.interval = e;
+        0
+    });
     if f.request_id.len() > 64 || f.request_id.chars().any(|c| !c.is_ascii_graphic()) {
         errs.form = "request_id: at most 64 printable characters".into();
     }
@@ -361,6 +390,22 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn targets_and_intervals_are_checked_as_the_nodes_check_them() {
+        assert!(check_target("sleep", "2s").is_ok());
+        assert!(check_target("sleep", "forever").is_err());
+        assert!(check_target("block", "").is_ok());
+        assert!(check_target("block", "no such/name").is_err());
+        assert!(check_target("mirror", "https://example.com/a/b.git").is_ok());
+        assert!(check_target("mirror", "").is_err());
+        assert!(check_target("echo", "anything").is_ok());
+        assert_eq!(parse_interval(""), Ok(0));
+        assert_eq!(parse_interval("90"), Ok(90));
+        assert_eq!(parse_interval("5m"), Ok(300));
+        assert!(parse_interval("1500ms").is_err());
+        assert!(parse_interval("soon").is_err());
     }
 
     #[test]

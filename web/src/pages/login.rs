@@ -1,8 +1,9 @@
 //! `/login` (the form, and logging in) and `POST /logout`. The rules — the password, the
-//! rate limit, the form's own token and cookie — are [`crate::auth`]'s.
+//! rate limit, the client behind a proxy, the form's own token and cookie — are
+//! [`crate::auth`]'s; where a login may lead next is [`safe_next`]'s.
 
 use super::{get, query_pairs};
-use crate::auth;
+use crate::auth::{self, Checked, ClientKey};
 use crate::respond::{Layout, html, layout};
 use crate::state::AppState;
 use actix_web::http::{StatusCode, header};
@@ -19,20 +20,52 @@ struct LoginPage {
     token: String,
 }
 
-/// Only local paths: a `next` pointing elsewhere would make the login an open redirect.
+/// Only paths of this dashboard: a `next` that a browser could resolve to another origin would
+/// make the login an open redirect. Browsers drop tabs and newlines anywhere in a URL, read
+/// `\` as `/`, and take `//host` (so also `/\host` and `/<tab>/host`) as another host; so a
+/// `next` must be visible ASCII without a backslash and start with exactly one `/`, and its
+/// percent-decoded form must not start with two slashes either (`/%2f%2fhost`, `/%5chost`), in
+/// case something on the way decodes it. Anything else goes to `/`.
 fn safe_next(next: Option<&str>) -> String {
+    let local = |n: &str| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+    };
+    let local_decoded = |n: &str| {
+        let n: String = n
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .collect();
+        n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\")
+    };
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        Some(n) if local(n) && local_decoded(&percent_decoded(n)) => n.into(),
         _ => "/".into(),
     }
 }
 
-/// The request's address, for the login rate limit (the TCP peer: a proxy in front must be
-/// trusted to limit by itself, since forwarded headers can be forged by anyone).
-fn peer_ip(req: &HttpRequest) -> std::net::IpAddr {
-    req.peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
+/// `%XX` escapes decoded once (bytes that are not UTF-8 become U+FFFD).
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn is_https(req: &HttpRequest) -> bool {
@@ -87,19 +120,8 @@ pub async fn login(
     st: web::Data<AppState>,
     form: web::Form<LoginForm>,
 ) -> HttpResponse {
-    let ip = peer_ip(&req);
     let next = safe_next(Some(&form.next));
-    if !st.auth.login_allowed(ip) {
-        st.metrics.logins_throttled.inc();
-        return login_page(
-            &req,
-            &st,
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many failed attempts from your address: wait a minute and try again.",
-            next,
-        );
-    }
-    // Before the password: a post from another site (or a stale form) is no failed guess.
+    // Before anything is counted: a post from another site (or a stale form) is no guess.
     let cookie = auth::cookie_value(&req, auth::LOGIN_COOKIE);
     if !st.auth.check_login_token(cookie, &form.csrf) {
         return login_page(
@@ -110,11 +132,45 @@ pub async fn login(
             next,
         );
     }
-    if form.password.is_empty() || !st.auth.check_password(form.password.clone()).await {
-        st.auth.login_failed(ip);
-        st.metrics.login_failures.inc();
-        tracing::warn!(%ip, "failed login");
-        return login_page(&req, &st, StatusCode::UNAUTHORIZED, "Wrong password.", next);
+    let client = ClientKey::of(st.auth.client(&req));
+    // Counted before the check: parallel posts cannot all pass a check made before any ended.
+    let Some(attempt) = st.auth.record_attempt(client) else {
+        st.metrics.logins_throttled.inc();
+        return login_page(
+            &req,
+            &st,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed attempts from your address: wait a minute and try again.",
+            next,
+        );
+    };
+    let checked = if form.password.is_empty() {
+        Checked::Wrong
+    } else {
+        st.auth.check_password(form.password.clone()).await
+    };
+    match checked {
+        Checked::Right => st.auth.forget_attempt(attempt),
+        Checked::Busy => {
+            st.auth.forget_attempt(attempt);
+            st.metrics.logins_throttled.inc();
+            let mut resp = login_page(
+                &req,
+                &st,
+                StatusCode::TOO_MANY_REQUESTS,
+                "The dashboard is checking too many logins at once: try again in a moment.",
+                next,
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return resp;
+        }
+        Checked::Wrong => {
+            drop(attempt); // stays counted
+            st.metrics.login_failures.inc();
+            tracing::warn!(%client, "failed login");
+            return login_page(&req, &st, StatusCode::UNAUTHORIZED, "Wrong password.", next);
+        }
     }
     let session = st.auth.new_session();
     let cookie = auth::session_cookie(Some(&session), st.auth.session_ttl(), is_https(&req));
@@ -130,4 +186,42 @@ pub async fn logout(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         .insert_header((header::SET_COOKIE, cookie))
         .insert_header((header::LOCATION, "/login"))
         .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_origin_however_a_browser_reads_it() {
+        for ok in [
+            "/",
+            "/tasks?state=RUNNING&page=2",
+            "/tasks/0f8f#x",
+            "/chain?since=%20",
+        ] {
+            assert_eq!(safe_next(Some(ok)), ok);
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            " //evil.example",
+            "/%2f%2fevil.example",
+            "/%2F/evil.example",
+            "/%5cevil.example",
+            "/%09/evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+            "/t\u{e2}ches",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
 }

@@ -39,10 +39,10 @@ pub async fn mirrors(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse 
     let text = get(&q, "q").unwrap_or("").trim().to_string();
     let page_token = get(&q, "page").unwrap_or("");
     let flash = match get(&q, "synced") {
-        Some(n) => format!(
-            "{} mirror(s) will be checked now.",
-            n.parse::<u32>().unwrap_or(0)
-        ),
+        Some(n) => match n.parse::<u64>().unwrap_or(0) {
+            1 => "The mirror will be checked now.".to_string(),
+            n => format!("{n} mirrors will be checked now."),
+        },
         None => String::new(),
     };
     let mut page = MirrorsPage {
@@ -57,8 +57,24 @@ pub async fn mirrors(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse 
         flash,
     };
     match mirrors::list(&st, &text, 100, page_token).await {
-        Ok(m) => {
+        Ok(mut m) => {
             let now = now_ms();
+            // A mirror that never synced has no copy and so no owner yet: show the node that
+            // runs it, as its task page does.
+            let unowned: Vec<usize> = (0..m.mirrors.len())
+                .filter(|&i| m.mirrors[i].node.is_empty())
+                .collect();
+            let runs_on = futures_util::future::join_all(
+                unowned
+                    .iter()
+                    .map(|&i| crate::actions::tasks::get(&st, &m.mirrors[i].task_id)),
+            )
+            .await;
+            for (i, t) in unowned.into_iter().zip(runs_on) {
+                if let Ok(t) = t {
+                    m.mirrors[i].node = t.node;
+                }
+            }
             page.mirrors = m
                 .mirrors
                 .iter()

@@ -7,5 +7,9 @@ mod api;
 mod auth;
 #[path = "../common/mod.rs"]
 mod common;
+mod faults;
+mod future_entries;
+mod login;
 mod ops;
 mod pages;
+mod tls;

@@ -64,7 +64,7 @@ async fn the_create_form_shows_field_level_errors() {
     let page = r.text().await.unwrap();
     assert!(page.contains("id=\"error-type\""), "{page}");
     assert!(page.contains("id=\"error-interval\""), "{page}");
-    assert!(page.contains("a whole number of seconds"));
+    assert!(page.contains("a duration such as 30s, 5m or 2h"));
     assert!(
         page.contains("value=\"x\""),
         "the form keeps what was typed"
@@ -76,6 +76,31 @@ async fn the_create_form_shows_field_level_errors() {
     assert_eq!(r.status(), 400);
     let page = r.text().await.unwrap();
     assert!(page.contains("id=\"error-target\""), "{page}");
+    // Every field's error at once, not one per attempt.
+    let r = user
+        .post_form(
+            "/tasks/new",
+            &[
+                ("type", "mirror"),
+                ("target", "ftp://example.com/x.git"),
+                ("name", "bad\u{1}name"),
+                ("interval_secs", "often"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let page = r.text().await.unwrap();
+    for field in ["error-target", "error-name", "error-interval"] {
+        assert!(page.contains(&format!("id=\"{field}\"")), "{field}: {page}");
+    }
+    // Durations are welcome here too.
+    let r = user
+        .post_form(
+            "/tasks/new",
+            &[("type", "echo"), ("target", "x"), ("interval_secs", "5m")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Every Lua script gitflock runs, one per state transition: [`task`] (what API requests
 //! ask: CREATE, KILL, DELETE, SYNC_NOW, MIRROR_REPORT), [`work`] (a task's way through the
-//! cluster: DISPATCH, CLAIM, FINISH, RECOVER, HANDBACK) and [`cluster`] (HEARTBEAT, the lease,
-//! REASSIGN, ADMIT).
+//! cluster: DISPATCH, CLAIM, FINISH, RECOVER, HANDBACK), [`cluster`] (HEARTBEAT, the lease,
+//! REASSIGN, ADMIT, INCARNATION) and [`retention`] (EXPIRE, TRIM_EVENTS).
 //!
 //! Each script's doc lists its `KEYS[i]` (by the [`Keys`](super::Keys) method that builds it;
 //! a `…_family` is a prefix the script appends an id, a node or a state name to), its
@@ -12,6 +12,7 @@
 //! whatever their own clocks say.
 
 pub(super) mod cluster;
+pub(super) mod retention;
 pub(super) mod task;
 pub(super) mod work;
 
@@ -31,9 +32,27 @@ end
 local function event(events_key, id, kind)
   redis.call('XADD', events_key, 'MAXLEN', '~', 10000, '*', 'id', id, 'kind', kind)
 end
+-- A task that reached a final state is indexed by when (`ended_of`: the family), for retention.
+local function mark_ended(ended_of, id, state, now)
+  if state == 'SUCCEED' or state == 'RUNTIME_ERROR' or state == 'KILLED' then
+    redis.call('ZADD', ended_of .. state, now, id)
+  end
+end
 local function push_result(results_key, keep, result)
   redis.call('LPUSH', results_key, cjson.encode(result))
   redis.call('LTRIM', results_key, 0, keep - 1)
+end
+-- This Redis's incarnation (`inc_key`, a hash), made from `candidate` when Redis has none (it
+-- lost its data, or never had any). A new incarnation's claim numbers (`claims_key`) start at
+-- its creation time × 1000 and above `seen` (the highest the caller was given): above every
+-- number an earlier incarnation gave out, so no claim of before a loss matches one of after.
+-- Returns the id and whether it was made now.
+local function incarnation(inc_key, claims_key, candidate, seen, now)
+  local id = redis.call('HGET', inc_key, 'id')
+  if id then return id, false end
+  redis.call('HSET', inc_key, 'id', candidate, 'since', now)
+  redis.call('SET', claims_key, string.format('%.0f', math.max(now * 1000, seen)))
+  return candidate, true
 end
 -- Publishes msg on the master's channel (`channel_of`: the family), if there is a master.
 local function wake_master(lease_key, channel_of, msg)
@@ -63,6 +82,9 @@ pub(super) struct Scripts {
     pub lease_release: Script,
     pub reassign: Script,
     pub admit: Script,
+    pub incarnation: Script,
+    pub expire: Script,
+    pub trim_events: Script,
 }
 
 impl Scripts {
@@ -85,6 +107,9 @@ impl Scripts {
             lease_release: s(cluster::LEASE_RELEASE),
             reassign: s(cluster::REASSIGN),
             admit: s(cluster::ADMIT),
+            incarnation: s(cluster::INCARNATION),
+            expire: s(retention::EXPIRE),
+            trim_events: s(retention::TRIM_EVENTS),
         }
     }
 }
@@ -110,7 +135,27 @@ mod tests {
             ("LEASE_RELEASE", super::cluster::LEASE_RELEASE),
             ("REASSIGN", super::cluster::REASSIGN),
             ("ADMIT", super::cluster::ADMIT),
+            ("INCARNATION", super::cluster::INCARNATION),
+            ("EXPIRE", super::retention::EXPIRE),
+            ("TRIM_EVENTS", super::retention::TRIM_EVENTS),
         ]
+    }
+
+    #[test]
+    fn every_move_into_a_final_state_is_indexed_for_retention() {
+        // A move_state whose new state is not a literal WAITING/INQUEUE/RUNNING may end a task;
+        // the script must then index it (mark_ended), or retention never removes the task.
+        let alive = ["'WAITING'", "'INQUEUE'", "'RUNNING'"];
+        for (name, body) in all() {
+            let may_end = body.match_indices("move_state(").any(|(i, _)| {
+                let args = &body[i..i + body[i..].find(')').unwrap_or(0)];
+                let new = args.split(',').nth(3).unwrap_or("").trim();
+                !alive.contains(&new)
+            });
+            if may_end {
+                assert!(body.contains("mark_ended("), "{name} ends tasks unindexed");
+            }
+        }
     }
 
     #[test]
@@ -128,6 +173,7 @@ mod tests {
             "':mirror",
             "':lease",
             "':due",
+            "':ended",
             "':events",
             "'Public'",
             "k(",

@@ -4,10 +4,10 @@
 /// DISPATCH (master only, fenced): moves due WAITING tasks into live nodes' inboxes.
 /// KEYS: 1 `lease`, 2 `nodes`, 3 `node_info_family`, 4 `inbox_family`, 5 `inflight_family`,
 ///       6 `due`, 7 `task_family`, 8 `state_family`, 9 `events`, 10 `node_channel_family`,
-///       11 `dispatched`
+///       11 `dispatched`, 12 `results_family`, 13 `ended_family`
 /// ARGV: 1 lease holder "<node> <epoch>", 2 max tasks, 3 dead_after_ms, 4 epoch,
-///       5 N, 6…5+N the nodes the master's membership admits as alive, then the placement
-///       ring as (point, node) pairs sorted by point
+///       5 results kept, 6 N, 7…6+N the nodes the master's membership admits as alive, then
+///       the placement ring as (point, node) pairs sorted by point
 /// Refuses with NOTMASTER unless the lease is held by exactly this holder, so a master that
 /// lost its lease can never dispatch. Counts what each epoch moved in `dispatched` (the
 /// evidence that a deposed master wrote nothing) and stamps the epoch on each task. Among the
@@ -18,20 +18,35 @@
 /// task placed on the ring (`pin` `#<hash>`, a mirror) goes to the ring's owner of that hash
 /// (the first point at or after it, wrapping). While that node is not live its due time moves
 /// 1 s on, and while its inbox is full the task steps 50 ms back in the due set, so it never
-/// blocks the tasks behind it. Wakes each node it gave work to.
+/// blocks the tasks behind it. A task placed on a node that is gone ends RUNTIME_ERROR with a
+/// result saying so: a node no heartbeat ever named, once the task is a minute old (a node
+/// makes its standing tasks just before its first heartbeat), or, for a one-off task, a node
+/// declared dead (a recurring one waits for its node to come back). Wakes each node it gave
+/// work to.
 /// Returns {moved, due tasks left, next due time (ms) or -1, server time (ms)}.
 pub(in crate::store) const DISPATCH: &str = r#"
 local lease_key, nodes_key, info_of, inbox_of, inflight_of, due_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local task_of, state_of, events_key, channel_of, dispatched_key = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local results_of, ended_of = KEYS[12], KEYS[13]
 if redis.call('GET', lease_key) ~= ARGV[1] then return redis.error_reply('NOTMASTER lease lost') end
 local now = now_ms()
 local limit = tonumber(ARGV[2])
 local fresh = now - tonumber(ARGV[3])
 local epoch = ARGV[4]
+local keep = tonumber(ARGV[5])
 local nodes = {}
-local n_nodes = tonumber(ARGV[5])
+local n_nodes = tonumber(ARGV[6])
 local ring_pts, ring_node = {}, {}
-for i = 6 + n_nodes, #ARGV, 2 do
+-- Why a task pinned to `name` can never run, or nil while it may.
+local function pinned_gone(name, created, interval)
+  if not redis.call('ZSCORE', nodes_key, name) then
+    if now - created > 60000 then return 'node ' .. name .. ' is not a node of this cluster' end
+  elseif interval == 0 and redis.call('HGET', info_of .. name, 'dead') == '1' then
+    return 'node ' .. name .. ' was declared dead'
+  end
+  return nil
+end
+for i = 7 + n_nodes, #ARGV, 2 do
   table.insert(ring_pts, tonumber(ARGV[i])); table.insert(ring_node, ARGV[i + 1])
 end
 local function ring_owner(h)
@@ -44,7 +59,7 @@ local function ring_owner(h)
   end
   return ring_node[lo]
 end
-for i = 6, 5 + n_nodes do
+for i = 7, 6 + n_nodes do
   local name = ARGV[i]
   local seen = tonumber(redis.call('ZSCORE', nodes_key, name) or '0')
   local info = redis.call('HMGET', info_of .. name, 'concurrency', 'leaving', 'dead')
@@ -61,7 +76,7 @@ if #nodes > 0 then
   local ids = redis.call('ZRANGEBYSCORE', due_key, '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
     local task_key = task_of .. id
-    local t = redis.call('HMGET', task_key, 'state', 'seq', 'pin')
+    local t = redis.call('HMGET', task_key, 'state', 'seq', 'pin', 'created', 'interval')
     local best = nil
     if t[3] and t[3] ~= '' then
       local owner = t[3]
@@ -69,10 +84,22 @@ if #nodes > 0 then
       local n = owner and byname[owner]
       if n and n.load < n.cap then best = n end
       if best == nil and t[1] == 'WAITING' then
+        local gone = nil
+        if not n and string.sub(t[3], 1, 1) ~= '#' then
+          gone = pinned_gone(t[3], tonumber(t[4]) or now, tonumber(t[5]) or 0)
+        end
         if n then
           -- Its node is up but its inbox is full: step aside for 50 ms (a FINISH wakes the
           -- master sooner), keeping the task's due time.
           redis.call('ZADD', due_key, now + 50, id)
+        elseif gone then
+          redis.call('ZREM', due_key, id)
+          redis.call('HSET', task_key, 'state', 'RUNTIME_ERROR', 'updated', now)
+          move_state(state_of, id, 'WAITING', 'RUNTIME_ERROR', t[2])
+          mark_ended(ended_of, id, 'RUNTIME_ERROR', now)
+          push_result(results_of .. id, keep, {code = 1, message = gone .. '; the task could run only there',
+            node = '', started_at = 0, finished_at = now, attempt = 0})
+          event(events_key, id, 'c')
         else
           redis.call('ZADD', due_key, now + 1000, id)
           redis.call('HSET', task_key, 'due', now + 1000)
@@ -110,17 +137,29 @@ return {moved, left, next_due, now}
 
 /// CLAIM (node): takes up to n tasks from the node's inbox into its in-flight list, RUNNING.
 /// KEYS: 1 `inbox(node)`, 2 `inflight(node)`, 3 `task_family`, 4 `claims`, 5 `state_family`,
-///       6 `events`
-/// ARGV: 1 node, 2 n
+///       6 `events`, 7 `incarnation`
+/// ARGV: 1 node, 2 n, 3 a new incarnation id (taken if Redis has none: it lost its data), 4 the
+///       highest claim number this node was given (0 none)
 /// An id whose task was deleted, killed or given to another node meanwhile is dropped.
 /// Each claim gets a cluster-unique claim number (`claims`), stored in the task: FINISH must
 /// present it, so a late or retried FINISH can never be taken for a later run of the task.
+/// Numbers are scoped by incarnation (each starts above the one before, see INCARNATION); a
+/// counter below a number this node was given (Redis restored from an older snapshot) makes
+/// a new incarnation too. So a FINISH retried from before Redis lost its data can never match
+/// a claim made after.
 /// Returns one array per claimed task: {id, type, target, attempt, timeout_secs, claim,
 /// max_attempts, due (ms), interval_secs}, the numbers as decimal text.
 pub(in crate::store) const CLAIM: &str = r#"
 local inbox_key, inflight_key, task_of, claims_key, state_of, events_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local node, n = ARGV[1], tonumber(ARGV[2])
+local inc_key = KEYS[7]
+local node, n, seen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4]) or 0
 local now = now_ms()
+if (tonumber(redis.call('GET', claims_key)) or 0) < seen then
+  -- Redis went back in time (an older snapshot): a new incarnation, whose numbers start above
+  -- every number this node was given, and which every node notices as a loss.
+  redis.call('DEL', inc_key)
+end
+incarnation(inc_key, claims_key, ARGV[3], seen, now)
 local out = {}
 for _ = 1, n do
   local id = redis.call('LMOVE', inbox_key, inflight_key, 'RIGHT', 'LEFT')
@@ -130,11 +169,12 @@ for _ = 1, n do
     'max_attempts', 'due', 'interval')
   if t[1] == 'INQUEUE' and t[2] == node then
     local attempt = tonumber(t[5]) + 1
-    local claim = redis.call('INCR', claims_key)
+    -- As text: a claim number is past the 14 digits Lua's tostring keeps.
+    local claim = string.format('%.0f', redis.call('INCR', claims_key))
     redis.call('HSET', task_key, 'state', 'RUNNING', 'attempts', attempt, 'claim', claim, 'updated', now)
     move_state(state_of, id, 'INQUEUE', 'RUNNING', t[7])
     event(events_key, id, 'c')
-    table.insert(out, {id, t[3], t[4], tostring(attempt), t[6], tostring(claim), t[8], t[9], t[10]})
+    table.insert(out, {id, t[3], t[4], tostring(attempt), t[6], claim, t[8], t[9], t[10]})
   else
     redis.call('LREM', inflight_key, 1, id)
   end
@@ -144,7 +184,7 @@ return out
 
 /// FINISH (node): records the end of runs, in a batch.
 /// KEYS: 1 `inflight(node)`, 2 `task_family`, 3 `results_family`, 4 `due`, 5 `state_family`,
-///       6 `events`, 7 `lease`, 8 `node_channel_family`
+///       6 `events`, 7 `lease`, 8 `node_channel_family`, 9 `ended_family`
 /// ARGV: 1 node, 2 results kept, then per run 9 values: id, claim, attempt, outcome
 ///       (ok|error|timeout|killed|handback), message, started_at, finished_at, retry delay ms,
 ///       next run in ms (a recurring task's next cycle as its runner asks; 0: the interval).
@@ -154,11 +194,14 @@ return out
 /// ok → SUCCEED (recurring: WAITING at now + interval); error/timeout → WAITING after the retry
 /// delay while attempts remain, else RUNTIME_ERROR (recurring: back on schedule); killed, or a
 /// kill requested → KILLED; handback → WAITING now, the attempt not counted, no result.
-/// A task asked to run again while it ran (`again`, set by SYNC_NOW) is due at once.
+/// A task asked to run again while it ran (`again`, set by SYNC_NOW) is due at once; one a
+/// webhook asked for (`again_at`) is due at that time, and only after a run that went well (a
+/// failing mirror keeps its back-off).
 /// Returns the number of runs recorded.
 pub(in crate::store) const FINISH: &str = r#"
 local inflight_key, task_of, results_of, due_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local state_of, events_key, lease_key, channel_of = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local ended_of = KEYS[9]
 local node, keep = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
 local recorded = 0
@@ -168,7 +211,7 @@ for i = 3, #ARGV, 9 do
   redis.call('LREM', inflight_key, 1, id)
   local tk = task_of .. id
   local t = redis.call('HMGET', tk, 'state', 'node', 'attempts', 'max_attempts', 'interval', 'seq', 'kill', 'claim',
-    'again')
+    'again', 'again_at')
   if t[1] == 'RUNNING' and t[2] == node and t[8] == claim then
     local new, due = nil, nil
     local interval = tonumber(t[5])
@@ -200,12 +243,17 @@ for i = 3, #ARGV, 9 do
       redis.call('HDEL', tk, 'again')
       if new == 'WAITING' then due = now end
     end
+    if t[10] then
+      redis.call('HDEL', tk, 'again_at')
+      if new == 'WAITING' and outcome == 'ok' then due = math.min(due, math.max(now, tonumber(t[10]))) end
+    end
     redis.call('HSET', tk, 'state', new, 'updated', now)
     if due then
       redis.call('HSET', tk, 'due', due)
       redis.call('ZADD', due_key, due, id)
     end
     move_state(state_of, id, 'RUNNING', new, t[6])
+    mark_ended(ended_of, id, new, now)
     event(events_key, id, 'c')
     recorded = recorded + 1
   end
@@ -217,7 +265,7 @@ return recorded
 /// RECOVER (node): runs the node has in flight but is not running. At start that is everything
 /// it had (it restarted); later, a claim whose reply was lost (Redis restarted mid-call).
 /// KEYS: 1 `inflight(node)`, 2 `inbox(node)`, 3 `task_family`, 4 `results_family`,
-///       5 `state_family`, 6 `events`
+///       5 `state_family`, 6 `events`, 7 `ended_family`
 /// ARGV: 1 node, 2 results kept, 3… the ids (none: the whole in-flight list)
 /// Each task still RUNNING on this node goes back to the front of its inbox (INQUEUE), or
 /// ends KILLED if a kill was asked, or RUNTIME_ERROR if it had no attempts left (a task
@@ -225,6 +273,7 @@ return recorded
 /// Returns {requeued, ended}.
 pub(in crate::store) const RECOVER: &str = r#"
 local inflight_key, inbox_key, task_of, results_of, state_of, events_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local ended_of = KEYS[7]
 local node, keep = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
 local requeued, ended = 0, 0
@@ -250,6 +299,7 @@ for _, id in ipairs(ids) do
     end
     redis.call('HSET', tk, 'state', new, 'updated', now)
     move_state(state_of, id, 'RUNNING', new, t[5])
+    mark_ended(ended_of, id, new, now)
     event(events_key, id, 'c')
   end
 end

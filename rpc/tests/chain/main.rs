@@ -1,6 +1,13 @@
 //! The log chain with real git repositories, real node processes and real signals.
+//!
+//! One test binary: the scenarios of writing, reading and blocks are here, hostile input in
+//! `hostile`.
 
+#[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/fake_http.rs"]
+mod fake_http;
+mod hostile;
 
 use common::*;
 use gitflock_proto::v1::{
