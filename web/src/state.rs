@@ -25,7 +25,9 @@ impl AppState {
     /// Builds the state and starts the live followers (needs a running tokio runtime).
     pub fn new(cfg: &WebConfig) -> Result<AppState, String> {
         let metrics = Arc::new(Metrics::new());
-        let pool = Arc::new(Pool::new(&cfg.nodes, &cfg.token, &cfg.tls, metrics.clone()).map_err(|e| e.0)?);
+        let pool = Arc::new(
+            Pool::new(&cfg.nodes, &cfg.token, &cfg.tls, metrics.clone()).map_err(|e| e.0)?,
+        );
         let hub = Hub::start(pool.clone(), metrics.clone());
         Ok(AppState {
             pool,

@@ -590,6 +590,9 @@ mod tests {
         let c = load(TOKEN, &[("GITFLOCK_CHAIN_MAX_FUTURE_SKEW_SECS", "0")]).unwrap();
         assert_eq!(c.chain.max_future_skew, Duration::ZERO);
         let e = load(TOKEN, &[("GITFLOCK_CHAIN_MAX_FUTURE_SKEW_SECS", "30d")]).unwrap_err();
-        assert!(e.to_string().contains("[chain] max_future_skew_secs"), "{e}");
+        assert!(
+            e.to_string().contains("[chain] max_future_skew_secs"),
+            "{e}"
+        );
     }
 }

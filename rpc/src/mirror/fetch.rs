@@ -196,9 +196,7 @@ pub fn sync(
     let slot = host_slot(host, host_connections, cancel)?;
     let listing = super::net::deadline(super::net::LISTING, "listing the refs");
     let mut conn = super::remote::connect(&mut remote, url, cancel)?;
-    let heads = conn
-        .list()
-        .map_err(|e| super::remote::failed(e, cancel))?;
+    let heads = conn.list().map_err(|e| super::remote::failed(e, cancel))?;
     let (Advert { state, head, .. }, default_branch) = super::advert::digest_listing(heads);
     let default_branch = default_branch.filter(|_| !head.is_empty());
     // The connect and the ref listing are done; a fetch (long, or nothing) holds no slot and
