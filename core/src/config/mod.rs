@@ -465,7 +465,9 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    /// Loads `text` as the config file under the environment `env` (shared by the section
+    /// modules' tests).
+    pub(super) fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gitflock.toml");
         std::fs::write(&path, text).unwrap();
@@ -476,7 +478,7 @@ mod tests {
         Config::load_with(Some(&path), &|k| env.get(k).cloned())
     }
 
-    const TOKEN: &str = "[cluster]\ntoken = \"0123456789abcdef\"\n";
+    pub(super) const TOKEN: &str = "[cluster]\ntoken = \"0123456789abcdef\"\n";
 
     #[test]
     fn defaults_follow_the_product_contract() {

@@ -98,21 +98,7 @@ pub(super) fn min_replicas_ack(raw: &Raw) -> Result<u32, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Config, ConfigError};
-    use std::collections::HashMap;
-
-    const TOKEN: &str = "[cluster]\ntoken = \"0123456789abcdef\"\n";
-
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gitflock.toml");
-        std::fs::write(&path, text).unwrap();
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::load_with(Some(&path), &|k| env.get(k).cloned())
-    }
+    use super::super::tests::{TOKEN, load};
 
     #[test]
     fn sentinels_and_replica_acks_are_read_from_file_and_environment() {

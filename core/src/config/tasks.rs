@@ -32,22 +32,8 @@ impl TasksConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Config, ConfigError};
-    use std::collections::HashMap;
+    use super::super::tests::{TOKEN, load};
     use std::time::Duration;
-
-    const TOKEN: &str = "[cluster]\ntoken = \"0123456789abcdef\"\n";
-
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gitflock.toml");
-        std::fs::write(&path, text).unwrap();
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::load_with(Some(&path), &|k| env.get(k).cloned())
-    }
 
     #[test]
     fn retention_takes_durations_and_defaults_to_a_week_and_a_month() {

@@ -208,6 +208,27 @@ async fn submit_task_form(
 }
 
 /// The id of the task whose page is shown.
+/// Writes `content` from the chain page's form and waits for the page to confirm it.
+async fn write_entry(b: &Client, content: &str) {
+    b.find(Locator::Id("content"))
+        .await
+        .unwrap()
+        .send_keys(content)
+        .await
+        .unwrap();
+    b.find(Locator::Id("write"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("chain-flash"))
+        .await
+        .unwrap();
+}
+
 async fn shown_task_id(b: &Client) -> String {
     b.wait()
         .at_most(Duration::from_secs(10))

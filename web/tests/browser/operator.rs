@@ -247,23 +247,7 @@ async fn an_operator_drives_tasks_chain_and_mirrors_from_the_browser() {
         .select_by_value("warn")
         .await
         .unwrap();
-    b.find(Locator::Id("content"))
-        .await
-        .unwrap()
-        .send_keys("deployed v1.2 to <prod>")
-        .await
-        .unwrap();
-    b.find(Locator::Id("write"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("chain-flash"))
-        .await
-        .unwrap();
+    write_entry(&b, "deployed v1.2 to <prod>").await;
     wait_text(
         &b,
         "the new entry",

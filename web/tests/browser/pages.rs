@@ -238,23 +238,7 @@ async fn the_pages_speak_plainly_to_a_new_user() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(text(&b, "h1").await.unwrap().contains("of node2"));
-    b.find(Locator::Id("content"))
-        .await
-        .unwrap()
-        .send_keys("written to node2")
-        .await
-        .unwrap();
-    b.find(Locator::Id("write"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("chain-flash"))
-        .await
-        .unwrap();
+    write_entry(&b, "written to node2").await;
     assert!(text(&b, "h1").await.unwrap().contains("of node2"));
     wait_text(
         &b,
